@@ -1,0 +1,158 @@
+// Package cli holds the tandem command: one file per command, each a
+// newXxxCmd constructor and a plain runXxx function that tests can call with
+// an Options whose streams and clients are fakes.
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tandemhq/tandem/operator/deploy"
+	"github.com/tandemhq/tandem/stacks"
+)
+
+// Options are shared by every command.
+type Options struct {
+	StateDir  string
+	Stack     string
+	StacksDir string
+	BinDir    string
+	Output    string
+	Verbose   bool
+
+	Out, Err io.Writer
+}
+
+// Exit codes, decided here and nowhere else.
+const (
+	ExitOK         = 0
+	ExitError      = 1
+	ExitUsage      = 2
+	ExitRolledBack = 3
+	ExitRefused    = 4
+)
+
+// UsageError is bad input: the command did nothing.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usagef(format string, args ...any) error { return &UsageError{fmt.Errorf(format, args...)} }
+
+// ExitCodeError carries a specific exit code (a rolled-back deploy, a
+// failed gameday) with its message.
+type ExitCodeError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitCodeError) Error() string { return e.Err.Error() }
+func (e *ExitCodeError) Unwrap() error { return e.Err }
+
+// ExitCode maps an error from Execute to the process exit code.
+func ExitCode(err error) int {
+	var ce *ExitCodeError
+	var ue *UsageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ce):
+		return ce.Code
+	case errors.As(err, &ue):
+		return ExitUsage
+	case errors.Is(err, deploy.ErrPreflight):
+		return ExitRefused
+	default:
+		return ExitError
+	}
+}
+
+// NewRootCmd builds the tandem command tree.
+func NewRootCmd(out, errw io.Writer) *cobra.Command {
+	o := &Options{Out: out, Err: errw}
+	root := &cobra.Command{
+		Use:   "tandem",
+		Short: "Blue/green deploys and region failover for a multi-region platform",
+		Long: `tandem drives blue/green deploys with automatic rollback and region failover,
+switchover and failback, on AWS or on the embedded local platform: real
+PostgreSQL and Redis replication, service processes and proxies on loopback.
+
+Start with:  tandem up -d     (the local platform, in the background)
+             tandem status
+             tandem deploy claims --version v2
+             tandem failover --to local-b
+             tandem down
+or run the whole rehearsal at once:  tandem gameday`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch o.Output {
+			case "text", "json":
+			default:
+				return usagef("--output %q is not a format; use text or json", o.Output)
+			}
+			if o.BinDir == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				o.BinDir = filepath.Dir(exe)
+			}
+			return nil
+		},
+	}
+	root.SetOut(out)
+	root.SetErr(errw)
+	pf := root.PersistentFlags()
+	pf.StringVar(&o.StateDir, "state-dir", envOr("TANDEM_STATE_DIR", ".tandem"), "directory holding the local platform's processes, data, logs and control socket ($TANDEM_STATE_DIR)")
+	pf.StringVar(&o.Stack, "stack", envOr("TANDEM_STACK", "local"), "stack name: reads <stacks-dir>/Pulumi.<stack>.yaml ($TANDEM_STACK)")
+	pf.StringVar(&o.StacksDir, "stacks-dir", envOr("TANDEM_STACKS_DIR", "stacks"), "directory of the stack files ($TANDEM_STACKS_DIR)")
+	pf.StringVar(&o.BinDir, "bin-dir", os.Getenv("TANDEM_BIN_DIR"), "directory of the service binaries (default: the directory of the tandem binary; $TANDEM_BIN_DIR)")
+	pf.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	pf.BoolVarP(&o.Verbose, "verbose", "v", false, "log platform details to stderr")
+
+	root.AddCommand(newUpCmd(o), newDownCmd(o), newStatusCmd(o), newDeployCmd(o), newFailoverCmd(o), newGamedayCmd(o))
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (o *Options) spec() (*stacks.Spec, error) {
+	path := stacks.Path(o.StacksDir, o.Stack)
+	if _, err := os.Stat(path); err != nil {
+		return nil, usagef("stack %q: %s not found; pass --stack with one of the stacks in %s, or --stacks-dir", o.Stack, path, o.StacksDir)
+	}
+	s, err := stacks.Load(path)
+	if err != nil {
+		return nil, &UsageError{err}
+	}
+	return s, nil
+}
+
+func (o *Options) logger() *slog.Logger {
+	if !o.Verbose {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(o.Err, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (o *Options) json() bool { return o.Output == "json" }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,289 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+)
+
+// The control API is how the operator drives a detached platform. It
+// listens on a unix socket in the state directory that only the owner can
+// connect to (mode 0600): nothing changes the platform without the
+// owner's credentials. Each call is POST /v1/<method> with a JSON body of
+// arguments; errors come back as {"error": "..."} with a 4xx/5xx status.
+
+type callArgs struct {
+	Region  string        `json:"region,omitempty"`
+	Service string        `json:"service,omitempty"`
+	Color   string        `json:"color,omitempty"`
+	Weights Weights       `json:"weights"`
+	Spec    FleetSpec     `json:"spec"`
+	Window  time.Duration `json:"window,omitempty"`
+}
+
+// Serve runs the control API on the state directory's socket until ctx ends.
+func (p *Platform) Serve(ctx context.Context) error {
+	path := StateLayout{p.cfg.StateDir}.Socket()
+	_ = os.Remove(path)
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("listen on control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return err
+	}
+	srv := &http.Server{Handler: p.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
+	p.servers = append(p.servers, srv)
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() { _ = srv.Serve(l) }()
+	return nil
+}
+
+func (p *Platform) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/{method}", func(w http.ResponseWriter, req *http.Request) {
+		var a callArgs
+		dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&a); err != nil && !errors.Is(err, io.EOF) {
+			writeAPI(w, http.StatusBadRequest, nil, fmt.Errorf("bad request: %w", err))
+			return
+		}
+		ctx := req.Context()
+		var out any
+		var err error
+		switch req.PathValue("method") {
+		case "status":
+			out, err = p.Status(ctx)
+		case "weights":
+			out, err = p.Weights(ctx, a.Region, a.Service)
+		case "set-weights":
+			err = p.SetWeights(ctx, a.Region, a.Service, a.Weights)
+		case "launch":
+			err = p.Launch(ctx, a.Region, a.Service, a.Color, a.Spec)
+		case "health":
+			out, err = p.Health(ctx, a.Region, a.Service, a.Color)
+		case "window":
+			out, err = p.Window(ctx, a.Region, a.Service, a.Color, a.Window)
+		case "retire":
+			err = p.Retire(ctx, a.Region, a.Service, a.Color)
+		case "route":
+			err = p.Route(ctx, a.Region)
+		case "fence-routing":
+			err = p.FenceRouting(ctx)
+		case "active-region":
+			out, err = p.ActiveRegion(ctx)
+		case "stop-fleets":
+			err = p.StopFleets(ctx, a.Region)
+		case "activate-fleets":
+			err = p.ActivateFleets(ctx, a.Region)
+		case "database-position":
+			out, err = p.DatabasePosition(ctx, a.Region)
+		case "fence-database":
+			out, err = p.FenceDatabase(ctx, a.Region)
+		case "promote-database":
+			err = p.PromoteDatabase(ctx, a.Region)
+		case "fence-cache":
+			err = p.FenceCache(ctx, a.Region)
+		case "promote-cache":
+			err = p.PromoteCache(ctx, a.Region)
+		case "shutdown":
+			p.RequestShutdown()
+		default:
+			writeAPI(w, http.StatusNotFound, nil, fmt.Errorf("unknown method %q", req.PathValue("method")))
+			return
+		}
+		if err != nil {
+			writeAPI(w, http.StatusUnprocessableEntity, nil, err)
+			return
+		}
+		if err == nil && (req.PathValue("method") == "set-weights" || req.PathValue("method") == "route" ||
+			req.PathValue("method") == "promote-database" || req.PathValue("method") == "activate-fleets") {
+			_ = p.writeTopology(ctx)
+		}
+		writeAPI(w, http.StatusOK, out, nil)
+	})
+	return mux
+}
+
+type apiReply struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+func writeAPI(w http.ResponseWriter, code int, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	var r apiReply
+	if err != nil {
+		r.Error = err.Error()
+	} else if v != nil {
+		r.Result, _ = json.Marshal(v)
+	}
+	_ = json.NewEncoder(w).Encode(r)
+}
+
+// Client drives a detached platform through its control socket. It has the
+// same methods as *Platform, so the engines drive either.
+type Client struct {
+	hc *http.Client
+}
+
+// ErrNotUp means no platform answers in the state directory.
+var ErrNotUp = errors.New("no platform is up")
+
+// Dial connects to the platform of a state directory.
+func Dial(stateDir string) (*Client, error) {
+	path := StateLayout{stateDir}.Socket()
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w in %s (no control socket); start one with `tandem up -d`", ErrNotUp, stateDir)
+	}
+	c := &Client{hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+	if _, err := c.Status(context.Background()); err != nil {
+		return nil, fmt.Errorf("%w in %s: %v; start one with `tandem up -d`", ErrNotUp, stateDir, err)
+	}
+	return c, nil
+}
+
+func (c *Client) call(ctx context.Context, method string, a callArgs, out any) error {
+	body, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://platform/v1/"+method, bytesReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("platform %s: %w", method, err)
+	}
+	defer resp.Body.Close()
+	var r apiReply
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return fmt.Errorf("platform %s: bad reply (%s): %w", method, resp.Status, err)
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	if out != nil && len(r.Result) > 0 {
+		return json.Unmarshal(r.Result, out)
+	}
+	return nil
+}
+
+// Status reports the platform's state.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.call(ctx, "status", callArgs{}, &s)
+}
+
+// Weights reads back the weights in force.
+func (c *Client) Weights(ctx context.Context, region, service string) (Weights, error) {
+	var w Weights
+	return w, c.call(ctx, "weights", callArgs{Region: region, Service: service}, &w)
+}
+
+// SetWeights changes the traffic split.
+func (c *Client) SetWeights(ctx context.Context, region, service string, w Weights) error {
+	return c.call(ctx, "set-weights", callArgs{Region: region, Service: service, Weights: w}, nil)
+}
+
+// Launch starts a fleet for a color.
+func (c *Client) Launch(ctx context.Context, region, service, color string, spec FleetSpec) error {
+	return c.call(ctx, "launch", callArgs{Region: region, Service: service, Color: color, Spec: spec}, nil)
+}
+
+// Health reports a color's target health.
+func (c *Client) Health(ctx context.Context, region, service, color string) (Health, error) {
+	var h Health
+	return h, c.call(ctx, "health", callArgs{Region: region, Service: service, Color: color}, &h)
+}
+
+// Window reports a color's recent requests, errors and p99.
+func (c *Client) Window(ctx context.Context, region, service, color string, d time.Duration) (Window, error) {
+	var w Window
+	return w, c.call(ctx, "window", callArgs{Region: region, Service: service, Color: color, Window: d}, &w)
+}
+
+// Retire drains and stops a color.
+func (c *Client) Retire(ctx context.Context, region, service, color string) error {
+	return c.call(ctx, "retire", callArgs{Region: region, Service: service, Color: color}, nil)
+}
+
+// Route points the front door at a region.
+func (c *Client) Route(ctx context.Context, region string) error {
+	return c.call(ctx, "route", callArgs{Region: region}, nil)
+}
+
+// FenceRouting stops the front door routing anywhere.
+func (c *Client) FenceRouting(ctx context.Context) error {
+	return c.call(ctx, "fence-routing", callArgs{}, nil)
+}
+
+// ActiveRegion returns the region the front door routes to.
+func (c *Client) ActiveRegion(ctx context.Context) (string, error) {
+	var s string
+	return s, c.call(ctx, "active-region", callArgs{}, &s)
+}
+
+// StopFleets retires every fleet of a region.
+func (c *Client) StopFleets(ctx context.Context, region string) error {
+	return c.call(ctx, "stop-fleets", callArgs{Region: region}, nil)
+}
+
+// ActivateFleets starts every service's release in a region.
+func (c *Client) ActivateFleets(ctx context.Context, region string) error {
+	return c.call(ctx, "activate-fleets", callArgs{Region: region}, nil)
+}
+
+// DatabasePosition returns a region's WAL position.
+func (c *Client) DatabasePosition(ctx context.Context, region string) (string, error) {
+	var s string
+	return s, c.call(ctx, "database-position", callArgs{Region: region}, &s)
+}
+
+// FenceDatabase fences a region's database and returns the fence position.
+func (c *Client) FenceDatabase(ctx context.Context, region string) (string, error) {
+	var s string
+	return s, c.call(ctx, "fence-database", callArgs{Region: region}, &s)
+}
+
+// PromoteDatabase promotes a region's replica.
+func (c *Client) PromoteDatabase(ctx context.Context, region string) error {
+	return c.call(ctx, "promote-database", callArgs{Region: region}, nil)
+}
+
+// FenceCache pauses a region's cache writes.
+func (c *Client) FenceCache(ctx context.Context, region string) error {
+	return c.call(ctx, "fence-cache", callArgs{Region: region}, nil)
+}
+
+// PromoteCache promotes a region's cache replica.
+func (c *Client) PromoteCache(ctx context.Context, region string) error {
+	return c.call(ctx, "promote-cache", callArgs{Region: region}, nil)
+}
+
+// Shutdown asks the platform to stop everything and exit.
+func (c *Client) Shutdown(ctx context.Context) error {
+	return c.call(ctx, "shutdown", callArgs{}, nil)
+}

@@ -1,0 +1,111 @@
+// Package topology holds the shared vocabulary of tandem's operator: the
+// topology document (what exists where: regions, services, target groups,
+// database and cache endpoints, routing) and the small value types the
+// engines exchange with a platform driver (weights, fleet specs, health,
+// metric windows). Both drivers, AWS and local, speak these types.
+package topology
+
+import (
+	"time"
+)
+
+// Colors of a blue/green pair.
+const (
+	Blue  = "blue"
+	Green = "green"
+)
+
+// Database and cache roles as the status reports them.
+const (
+	RolePrimary = "primary"
+	RoleReplica = "replica"
+	RoleFenced  = "fenced"
+	RoleDown    = "down"
+)
+
+// Weights is the traffic split of one service between its colors.
+type Weights struct {
+	Blue  int `json:"blue"`
+	Green int `json:"green"`
+}
+
+// Of returns the weight of a color.
+func (w Weights) Of(color string) int {
+	if color == Green {
+		return w.Green
+	}
+	return w.Blue
+}
+
+// FleetSpec is what a color of a service runs: the local counterpart of an
+// ECS task definition plus desired count.
+type FleetSpec struct {
+	Version string            `json:"version"`
+	Env     map[string]string `json:"env,omitempty"`
+	Count   int               `json:"count"`
+}
+
+// Health is the target health of one color of a service in one region.
+type Health struct {
+	Targets int `json:"targets"`
+	Healthy int `json:"healthy"`
+}
+
+// Window is what a color of a service served over a recent window.
+type Window struct {
+	Requests int64         `json:"requests"`
+	Errors   int64         `json:"errors"`
+	P99      time.Duration `json:"p99"`
+}
+
+// Status is the platform's state as `tandem status` shows it.
+type Status struct {
+	Stack        string         `json:"stack"`
+	StateDir     string         `json:"stateDir"`
+	PID          int            `json:"pid"`
+	StartedAt    time.Time      `json:"startedAt"`
+	ActiveRegion string         `json:"activeRegion"`
+	FrontDoor    FrontDoor      `json:"frontDoor"`
+	Regions      []RegionStatus `json:"regions"`
+}
+
+// FrontDoor is the global entry point (Route 53 failover, locally).
+type FrontDoor struct {
+	URL          string `json:"url"`
+	ActiveRegion string `json:"activeRegion"`
+	Fenced       bool   `json:"fenced"`
+}
+
+// RegionStatus is one region.
+type RegionStatus struct {
+	Name     string          `json:"name"`
+	Role     string          `json:"role"`
+	ProxyURL string          `json:"proxyUrl"`
+	Database DataStatus      `json:"database"`
+	Cache    DataStatus      `json:"cache"`
+	Services []ServiceStatus `json:"services"`
+}
+
+// DataStatus is a database or cache server of a region.
+type DataStatus struct {
+	Role     string `json:"role"`
+	Endpoint string `json:"endpoint"`
+	Server   string `json:"server"`
+	PID      int    `json:"pid,omitempty"`
+	// Position is the WAL position (database) where known.
+	Position string `json:"position,omitempty"`
+}
+
+// ServiceStatus is one service in one region.
+type ServiceStatus struct {
+	Name    string                 `json:"name"`
+	Weights Weights                `json:"weights"`
+	Colors  map[string]ColorStatus `json:"colors"`
+}
+
+// ColorStatus is one color's fleet.
+type ColorStatus struct {
+	Version string `json:"version"`
+	Tasks   int    `json:"tasks"`
+	Healthy int    `json:"healthy"`
+}

@@ -1,0 +1,208 @@
+// Package stacks holds tandem's typed platform spec: the one description of
+// regions, services, database, cache, routing and deploy/failover policy that
+// both the Pulumi program (infra/) and the embedded local platform read.
+//
+// A stack lives in stacks/Pulumi.<stack>.yaml under the Pulumi config key
+// "tandem:platform". The Pulumi program reads it with config.RequireObject;
+// everything else reads it with Load. Both paths decode the same JSON shape,
+// so a field means the same thing to both targets.
+package stacks
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// ConfigKey is the Pulumi config key that holds the spec.
+const ConfigKey = "tandem:platform"
+
+// Region roles.
+const (
+	RolePrimary   = "primary"
+	RoleSecondary = "secondary"
+)
+
+// Failover modes for the operator daemon.
+const (
+	FailoverOff       = "off"
+	FailoverManual    = "manual"
+	FailoverAutomatic = "automatic"
+)
+
+// Spec is the platform spec of one stack.
+type Spec struct {
+	// Environment names the stack's environment ("local", "dev", "prod").
+	Environment string         `json:"environment"`
+	Regions     []Region       `json:"regions"`
+	Network     Network        `json:"network"`
+	Services    []Service      `json:"services"`
+	Database    Database       `json:"database"`
+	Cache       Cache          `json:"cache"`
+	Routing     Routing        `json:"routing"`
+	Deploy      DeployPolicy   `json:"deploy"`
+	Failover    FailoverPolicy `json:"failover"`
+	Local       Local          `json:"local"`
+}
+
+// Region is one region of the platform and its role.
+type Region struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	// VPCCIDR is the region's VPC block (AWS only; ignored locally).
+	VPCCIDR string `json:"vpcCidr,omitempty"`
+}
+
+// Network holds the per-region network shape used by infra.
+type Network struct {
+	AZCount  int  `json:"azCount"`
+	NATPerAZ bool `json:"natPerAz"`
+}
+
+// Service is one bundled service and how the platform runs it.
+type Service struct {
+	Name string `json:"name"`
+	// Image is the container image (AWS); the local platform runs the binary
+	// of the same name.
+	Image      string `json:"image,omitempty"`
+	Port       int    `json:"port"`
+	Count      int    `json:"count"`
+	HealthPath string `json:"healthPath"`
+	// PathPrefix is the listener rule's path pattern ("/v1/claims").
+	PathPrefix string `json:"pathPrefix"`
+	CPU        int    `json:"cpu,omitempty"`
+	MemoryMiB  int    `json:"memoryMiB,omitempty"`
+	// Database says whether the service owns a database of its own name.
+	Database bool `json:"database"`
+	// Cache says whether the service needs REDIS_URL.
+	Cache bool `json:"cache"`
+	// DependsOn lists services whose URL the service receives
+	// (eligibility → ELIGIBILITY_URL).
+	DependsOn []string `json:"dependsOn,omitempty"`
+}
+
+// Database is the PostgreSQL cluster.
+type Database struct {
+	EngineVersion      string   `json:"engineVersion"`
+	InstanceClass      string   `json:"instanceClass,omitempty"`
+	AllocatedStorageGB int      `json:"allocatedStorageGB,omitempty"`
+	MultiAZ            bool     `json:"multiAZ"`
+	ReadReplicas       int      `json:"readReplicas"`
+	CrossRegionReplica bool     `json:"crossRegionReplica"`
+	MaxReplicaLag      Duration `json:"maxReplicaLag"`
+}
+
+// Cache is the Redis replication group.
+type Cache struct {
+	NodeType        string `json:"nodeType,omitempty"`
+	Replicas        int    `json:"replicas"`
+	GlobalDatastore bool   `json:"globalDatastore"`
+}
+
+// Routing is global routing between regions (Route 53 failover locally
+// played by the front door).
+type Routing struct {
+	Domain           string   `json:"domain,omitempty"`
+	HealthCheckPath  string   `json:"healthCheckPath"`
+	FailureThreshold int      `json:"failureThreshold"`
+	DNSTTL           Duration `json:"dnsTTL"`
+}
+
+// DeployPolicy holds blue/green deploy defaults.
+type DeployPolicy struct {
+	// Steps are the green weights to shift through, ending at 100.
+	Steps          []int    `json:"steps"`
+	StepBake       Duration `json:"stepBake"`
+	HealthyTimeout Duration `json:"healthyTimeout"`
+	DrainTimeout   Duration `json:"drainTimeout"`
+	ScaleDownDelay Duration `json:"scaleDownDelay"`
+	MaxErrorRate   float64  `json:"maxErrorRate"`
+	MinSamples     int      `json:"minSamples"`
+}
+
+// FailoverPolicy holds region failover defaults.
+type FailoverPolicy struct {
+	Mode             string   `json:"mode"`
+	MaxReplicaLag    Duration `json:"maxReplicaLag"`
+	ProbeInterval    Duration `json:"probeInterval"`
+	FailureThreshold int      `json:"failureThreshold"`
+	SuccessThreshold int      `json:"successThreshold"`
+	CatchUpTimeout   Duration `json:"catchUpTimeout"`
+}
+
+// Local holds knobs of the embedded local platform only.
+type Local struct {
+	// MaxTasks caps each service's task count on one machine.
+	MaxTasks int `json:"maxTasks"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("5s").
+type Duration struct{ time.Duration }
+
+// D builds a Duration.
+func D(d time.Duration) Duration { return Duration{d} }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads "1m30s"-style strings.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"5s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration string such as \"5s\", got %q", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Primary returns the primary region.
+func (s *Spec) Primary() Region {
+	for _, r := range s.Regions {
+		if r.Role == RolePrimary {
+			return r
+		}
+	}
+	return Region{}
+}
+
+// Region returns the named region.
+func (s *Spec) Region(name string) (Region, bool) {
+	for _, r := range s.Regions {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Region{}, false
+}
+
+// Service returns the named service.
+func (s *Spec) Service(name string) (Service, bool) {
+	for _, svc := range s.Services {
+		if svc.Name == name {
+			return svc, true
+		}
+	}
+	return Service{}, false
+}
+
+// RegionNames lists the region names in spec order.
+func (s *Spec) RegionNames() []string {
+	out := make([]string, len(s.Regions))
+	for i, r := range s.Regions {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// ServiceNames lists the service names in spec order.
+func (s *Spec) ServiceNames() []string {
+	out := make([]string, len(s.Services))
+	for i, svc := range s.Services {
+		out[i] = svc.Name
+	}
+	return out
+}
