@@ -3,9 +3,11 @@
 // both the Pulumi program (infra/) and the embedded local platform read.
 //
 // A stack lives in stacks/Pulumi.<stack>.yaml under the Pulumi config key
-// "tandem:platform". The Pulumi program reads it with config.RequireObject;
-// everything else reads it with Load. Both paths decode the same JSON shape,
-// so a field means the same thing to both targets.
+// "tandem:platform". The Pulumi program reads the object as JSON
+// (config.Get) and passes it to Decode; everything else reads the file with
+// Load, which turns the YAML into the same JSON and calls Decode. One decoder
+// (unknown fields rejected, defaults, Validate) means a field means the same
+// thing to both targets.
 package stacks
 
 import (
