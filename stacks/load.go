@@ -110,6 +110,9 @@ func (s *Spec) applyDefaults() {
 	if d.MinSamples == 0 {
 		d.MinSamples = 50
 	}
+	if d.AnalysisTimeout.Duration == 0 {
+		d.AnalysisTimeout = D(60 * time.Second)
+	}
 	f := &s.Failover
 	if f.Mode == "" {
 		f.Mode = FailoverManual

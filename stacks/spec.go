@@ -120,6 +120,8 @@ type DeployPolicy struct {
 	ScaleDownDelay Duration `json:"scaleDownDelay"`
 	MaxErrorRate   float64  `json:"maxErrorRate"`
 	MinSamples     int      `json:"minSamples"`
+	// AnalysisTimeout bounds how long a step may stay inconclusive.
+	AnalysisTimeout Duration `json:"analysisTimeout"`
 }
 
 // FailoverPolicy holds region failover defaults.

@@ -80,7 +80,9 @@ func TestLoadRejectsBadSpecs(t *testing.T) {
 			[]string{`"soon"`, "duration"}},
 		{"steps not ending at 100", func(s string) string { return strings.Replace(s, "steps: [25, 50, 100]", "steps: [25, 50]", 1) },
 			[]string{"deploy.steps", "must be 100"}},
-		{"unknown dependency", func(s string) string { return strings.Replace(s, "dependsOn: [eligibility]", "dependsOn: [billing]", 1) },
+		{"unknown dependency", func(s string) string {
+			return strings.Replace(s, "dependsOn: [eligibility]", "dependsOn: [billing]", 1)
+		},
 			[]string{`services[1].dependsOn: "billing" is not a service`}},
 		{"no spec key", func(s string) string { return strings.Replace(s, "tandem:platform:", "tandem:plat:", 1) },
 			[]string{`no "tandem:platform" key`}},

@@ -18,6 +18,7 @@ type deployFlags struct {
 	setEnv  []string
 	steps   string
 	count   int
+	skip    bool
 }
 
 func newDeployCmd(o *Options) *cobra.Command {
@@ -33,6 +34,11 @@ old color after draining it. On a breach, or if the new color never becomes
 healthy, traffic goes back to the old color (verified) and the new color is
 stopped.
 
+Analysis needs traffic: a step with fewer than deploy.minSamples requests is
+inconclusive and holds; still inconclusive after deploy.analysisTimeout, the
+deploy rolls back. For a service with no traffic, --skip-analysis promotes on
+health alone.
+
 Exit codes: 0 promoted, 3 rolled back, 4 refused by preflight (nothing
 changed), 2 bad input, 1 other errors.`,
 		Example: `  tandem deploy claims --version v2
@@ -45,6 +51,7 @@ changed), 2 bad input, 1 other errors.`,
 	cmd.Flags().StringArrayVar(&f.setEnv, "set-env", nil, "extra environment variable for the new version, K=V (repeatable)")
 	cmd.Flags().StringVar(&f.steps, "steps", "", "green weights to shift through, ending at 100 (default: the stack's deploy.steps)")
 	cmd.Flags().IntVar(&f.count, "count", 0, "tasks of the new version (default: the service's count, capped by local.maxTasks)")
+	cmd.Flags().BoolVar(&f.skip, "skip-analysis", false, "promote on health alone, without judging the new version's traffic (for a service with no traffic)")
 	return cmd
 }
 
@@ -91,7 +98,7 @@ func parseDeployFlags(spec *stacks.Spec, service string, f deployFlags) (deploy.
 	if count < 1 || count > spec.Local.MaxTasks {
 		return deploy.Request{}, usagef("--count %d is out of range; use 1 to %d (local.maxTasks)", count, spec.Local.MaxTasks)
 	}
-	return deploy.FromPolicy(deploy.Request{Service: service, Version: f.version, Env: env, Count: count, Steps: steps}, spec.Deploy), nil
+	return deploy.FromPolicy(deploy.Request{Service: service, Version: f.version, Env: env, Count: count, Steps: steps, SkipAnalysis: f.skip}, spec.Deploy), nil
 }
 
 func runDeploy(ctx context.Context, o *Options, service string, f deployFlags) error {

@@ -59,6 +59,12 @@ type Request struct {
 	HealthyTimeout time.Duration
 	MaxErrorRate   float64
 	MinSamples     int
+	// AnalysisTimeout bounds how long a step may stay inconclusive (too
+	// few samples) before the deploy rolls back.
+	AnalysisTimeout time.Duration
+	// SkipAnalysis promotes on health alone, for a service with no traffic
+	// to analyse. The operator asks for it explicitly.
+	SkipAnalysis bool
 }
 
 // Outcomes.
@@ -122,6 +128,9 @@ func FromPolicy(r Request, p stacks.DeployPolicy) Request {
 	}
 	if r.MinSamples == 0 {
 		r.MinSamples = p.MinSamples
+	}
+	if r.AnalysisTimeout == 0 {
+		r.AnalysisTimeout = p.AnalysisTimeout.Duration
 	}
 	return r
 }
@@ -219,25 +228,8 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 		last = got
 		ev := r.event("shift", "%s now at %d%% (verified)", next, step)
 		ev.Weights = &got
-		if err := r.sleep(ctx, req.StepBake); err != nil {
-			return r.rollback(ctx, live, next, "interrupted: "+err.Error())
-		}
-		win, err := e.Metrics.Window(ctx, req.Region, req.Service, next, req.StepBake)
-		if err != nil {
-			return r.rollback(ctx, live, next, fmt.Sprintf("read metrics: %v", err))
-		}
-		switch {
-		case win.Requests < int64(req.MinSamples):
-			ev := r.event("analysis", "inconclusive at %d%%: %d samples < %d; the step passes on health alone", step, win.Requests, req.MinSamples)
-			ev.Window = &win
-		case float64(win.Errors)/float64(win.Requests) > req.MaxErrorRate:
-			ev := r.event("analysis", "breach at %d%%: error rate %.2f%% > %.2f%% (%d/%d)", step,
-				100*float64(win.Errors)/float64(win.Requests), 100*req.MaxErrorRate, win.Errors, win.Requests)
-			ev.Window = &win
-			return r.rollback(ctx, live, next, ev.Message)
-		default:
-			ev := r.event("analysis", "pass at %d%%: %d requests, %d errors, p99 %s", step, win.Requests, win.Errors, win.P99.Round(time.Millisecond))
-			ev.Window = &win
+		if reason, ok := r.analyse(ctx, next, step); !ok {
+			return r.rollback(ctx, live, next, reason)
 		}
 	}
 
@@ -248,6 +240,48 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 	r.event("promote", "%s promoted on %s; %s drained and stopped", req.Version, next, live)
 	r.res.Outcome = Promoted
 	return r.res, nil
+}
+
+// analyse bakes a step and judges the new color over everything it served
+// since the step began. Too few samples is inconclusive: the step holds and
+// keeps observing until AnalysisTimeout, then fails. It returns the reason
+// and false when the deploy must roll back.
+func (r *run) analyse(ctx context.Context, color string, step int) (string, bool) {
+	req := r.req
+	started := r.e.Clock.Now()
+	deadline := started.Add(req.AnalysisTimeout)
+	for {
+		if err := r.sleep(ctx, req.StepBake); err != nil {
+			return "interrupted: " + err.Error(), false
+		}
+		if req.SkipAnalysis {
+			r.event("analysis", "skipped at %d%% (--skip-analysis): the step passes on health alone", step)
+			return "", true
+		}
+		win, err := r.e.Metrics.Window(ctx, req.Region, req.Service, color, r.e.Clock.Now().Sub(started))
+		if err != nil {
+			return fmt.Sprintf("read metrics: %v", err), false
+		}
+		switch {
+		case win.Requests < int64(req.MinSamples):
+			if r.e.Clock.Now().After(deadline) {
+				ev := r.event("analysis", "inconclusive at %d%% for %s: %d samples < %d; the deadline ends the deploy", step, req.AnalysisTimeout, win.Requests, req.MinSamples)
+				ev.Window = &win
+				return ev.Message, false
+			}
+			ev := r.event("analysis", "inconclusive at %d%%: %d samples < %d; holding", step, win.Requests, req.MinSamples)
+			ev.Window = &win
+		case float64(win.Errors)/float64(win.Requests) > req.MaxErrorRate:
+			ev := r.event("analysis", "breach at %d%%: error rate %.2f%% > %.2f%% (%d/%d)", step,
+				100*float64(win.Errors)/float64(win.Requests), 100*req.MaxErrorRate, win.Errors, win.Requests)
+			ev.Window = &win
+			return ev.Message, false
+		default:
+			ev := r.event("analysis", "pass at %d%%: %d requests, %d errors, p99 %s", step, win.Requests, win.Errors, win.P99.Round(time.Millisecond))
+			ev.Window = &win
+			return "", true
+		}
+	}
 }
 
 func (r *run) sleep(ctx context.Context, d time.Duration) error {

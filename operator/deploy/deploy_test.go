@@ -124,7 +124,8 @@ func (c *instantClock) After(d time.Duration) <-chan time.Time {
 
 func request() Request {
 	return Request{Region: "local-a", Service: "claims", Version: "v2", Count: 2, Steps: []int{25, 50, 100},
-		StepBake: 10 * time.Minute, HealthyTimeout: time.Minute, MaxErrorRate: 0.01, MinSamples: 50}
+		StepBake: 10 * time.Minute, HealthyTimeout: time.Minute, MaxErrorRate: 0.01, MinSamples: 50,
+		AnalysisTimeout: 30 * time.Minute}
 }
 
 func TestDeploy(t *testing.T) {
@@ -228,25 +229,41 @@ func TestDeployRecordsEvidenceOfBreach(t *testing.T) {
 	}
 }
 
-func TestDeployNoSamplesIsInconclusiveNotFailure(t *testing.T) {
+func TestDeployNoSamplesHoldsThenEndsAtTheDeadline(t *testing.T) {
 	t.Parallel()
-	f := newFake() // green serves nothing: zero samples at every step
+	f := newFake() // green serves nothing: zero samples at every look
 	e := &Engine{Traffic: f, Fleet: f, Metrics: f, Clock: &instantClock{}}
 	res, err := e.Run(context.Background(), request())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Outcome == RolledBack {
-		t.Fatalf("zero samples rolled the deploy back: %s", res.Reason)
-	}
-	inconclusive := 0
+	holds := 0
 	for _, ev := range res.Events {
-		if ev.Phase == "analysis" && strings.HasPrefix(ev.Message, "inconclusive") {
-			inconclusive++
+		if ev.Phase == "analysis" && strings.HasSuffix(ev.Message, "holding") {
+			holds++
 		}
 	}
-	if inconclusive != 3 {
-		t.Errorf("want 3 inconclusive analyses, got %d", inconclusive)
+	// 30 minutes of 10-minute bakes: three looks hold, the fourth is past
+	// the deadline.
+	if holds != 3 {
+		t.Errorf("want 3 holding analyses at the first step, got %d: %+v", holds, res.Events)
+	}
+	if res.Outcome != RolledBack || !strings.Contains(res.Reason, "inconclusive at 25%") {
+		t.Errorf("outcome %q (%s), want a rollback for inconclusive analysis at 25%%", res.Outcome, res.Reason)
+	}
+	if diff := cmp.Diff([]topology.Weights{{Blue: 75, Green: 25}, {Blue: 100}}, f.history); diff != "" {
+		t.Errorf("zero samples moved traffic beyond the first step (-want +got):\n%s", diff)
+	}
+}
+
+func TestDeploySkipAnalysisPromotesOnHealth(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	req := request()
+	req.SkipAnalysis = true
+	res, err := (&Engine{Traffic: f, Fleet: f, Metrics: f, Clock: &instantClock{}}).Run(context.Background(), req)
+	if err != nil || res.Outcome != Promoted {
+		t.Fatalf("outcome %v, err %v", res, err)
 	}
 }
 

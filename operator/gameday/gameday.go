@@ -179,7 +179,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primary string) error {
 	o := r.o
 	r.load = newLoader(frontDoor, o.Rate)
-	r.enter("warm-up")
+	r.enter("steady")
 	r.load.start()
 	r.mark("load started: %d requests/s (2/3 eligibility determinations, 1/3 claim submissions)", o.Rate)
 	stopped := false
@@ -193,8 +193,10 @@ func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primar
 		}
 	}
 	defer stopLoad()
-	if err := r.steady(ctx, "steady"); err != nil {
-		return err
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(o.Steady):
 	}
 
 	r.enter("deploy")

@@ -383,7 +383,16 @@ func (p *Platform) Status(ctx context.Context) (Status, error) {
 	defer p.mu.Unlock()
 	for _, name := range p.order {
 		r := p.regions[name]
-		rs := RegionStatus{Name: name, Role: r.role, ProxyURL: r.url}
+		// The region the front door routes to is the primary; the spec's
+		// roles are only where the platform starts.
+		role := r.role
+		if st.ActiveRegion != "" {
+			role = stacks.RoleSecondary
+			if name == st.ActiveRegion {
+				role = stacks.RolePrimary
+			}
+		}
+		rs := RegionStatus{Name: name, Role: role, ProxyURL: r.url}
 		if r.pg != nil {
 			rs.Database = DataStatus{Role: r.pgRole, Endpoint: r.dbEnd.Addr(), Server: r.pg.Addr(), PID: r.pg.Pid()}
 			if r.pg.Stopped() && r.pgRole != RoleFenced {
