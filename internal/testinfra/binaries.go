@@ -1,0 +1,54 @@
+package testinfra
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+// ServiceBinaries builds the bundled services (eligibility, claims,
+// notifications) once per test binary and returns the directory holding
+// them, for tests that run the local platform with real processes.
+func ServiceBinaries(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			binErr = err
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		mu.Lock()
+		binDir, binErr = tempDir("tandem-test-bin-")
+		mu.Unlock()
+		if binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./services/eligibility", "./services/claims", "./services/notifications")
+		cmd.Dir = root
+		cmd.Env = os.Environ()
+		if b, err := cmd.CombinedOutput(); err != nil {
+			binErr = &buildError{err: err, out: string(b)}
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build the service binaries: %v", binErr)
+	}
+	return binDir
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
