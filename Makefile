@@ -29,8 +29,12 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# The engines and the proxy also run under the race detector.
+RACE_PKGS := ./operator/deploy/... ./operator/failover/... ./operator/local/proxy/...
+
 test: build fmt-check vet
 	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
 test-core: build
 	$(GO) test $(TEST_FLAGS) $(CORE_PKGS)
