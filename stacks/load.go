@@ -113,6 +113,21 @@ func (s *Spec) applyDefaults() {
 	if d.AnalysisTimeout.Duration == 0 {
 		d.AnalysisTimeout = D(60 * time.Second)
 	}
+	if d.MaxErrorRateIncrease == 0 {
+		d.MaxErrorRateIncrease = d.MaxErrorRate
+	}
+	if d.MaxP99.Duration == 0 {
+		d.MaxP99 = D(2 * time.Second)
+	}
+	if d.MaxP99Ratio == 0 {
+		d.MaxP99Ratio = 3
+	}
+	if d.OnDeadline == "" {
+		d.OnDeadline = OnDeadlineRollback
+	}
+	if d.LeaseTTL.Duration == 0 {
+		d.LeaseTTL = D(10 * time.Second)
+	}
 	f := &s.Failover
 	if f.Mode == "" {
 		f.Mode = FailoverManual
@@ -139,5 +154,23 @@ func (s *Spec) applyDefaults() {
 		if s.Services[i].HealthPath == "" {
 			s.Services[i].HealthPath = "/readyz"
 		}
+		if s.Services[i].MaxCount == 0 {
+			s.Services[i].MaxCount = min(3*s.Services[i].Count, 100)
+		}
+	}
+	if s.Database.BackupRetentionDays == 0 {
+		s.Database.BackupRetentionDays = 7
+	}
+	if s.Cache.EngineVersion == "" {
+		s.Cache.EngineVersion = "7.1"
+	}
+	if s.Cache.SnapshotRetentionDays == 0 {
+		s.Cache.SnapshotRetentionDays = 7
+	}
+	if s.Observability.LogRetentionDays == 0 {
+		s.Observability.LogRetentionDays = 30
+	}
+	if s.Observability.LatencyThreshold.Duration == 0 {
+		s.Observability.LatencyThreshold = D(time.Second)
 	}
 }

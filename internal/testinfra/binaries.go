@@ -18,8 +18,12 @@ var (
 // ServiceBinaries builds the bundled services (eligibility, claims,
 // notifications) once per test binary and returns the directory holding
 // them, for tests that run the local platform with real processes.
+// TANDEM_TEST_BIN_DIR names a directory of binaries built already instead.
 func ServiceBinaries(t testing.TB) string {
 	t.Helper()
+	if dir := os.Getenv("TANDEM_TEST_BIN_DIR"); dir != "" {
+		return dir
+	}
 	binOnce.Do(func() {
 		out, err := exec.Command("go", "env", "GOMOD").Output()
 		if err != nil {

@@ -68,7 +68,7 @@ type Report struct {
 	Timeline []Mark        `json:"timeline"`
 	Phases   []PhaseReport `json:"phases"`
 
-	Deploy   *deploy.Result   `json:"deploy,omitempty"`
+	Deploy   *deploy.Deploy   `json:"deploy,omitempty"`
 	Failover *failover.Result `json:"failover,omitempty"`
 
 	ClaimsAcknowledged int      `json:"claimsAcknowledged"`
@@ -201,10 +201,14 @@ func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primar
 
 	r.enter("deploy")
 	r.mark("deploying %s %s blue/green in %s", o.Service, o.Version, primary)
-	req := deploy.FromPolicy(deploy.Request{Region: primary, Service: o.Service, Version: o.Version,
-		Count: min(mustService(o.Spec, o.Service).Count, o.Spec.Local.MaxTasks)}, o.Spec.Deploy)
-	eng := &deploy.Engine{Traffic: p, Fleet: p, Metrics: p, OnEvent: func(ev deploy.Event) { r.mark("deploy %s: %s", ev.Phase, ev.Message) }}
-	res, err := eng.Run(ctx, req)
+	req := deploy.Request{Region: primary, Service: o.Service, Version: o.Version,
+		Count: min(mustService(o.Spec, o.Service).Count, o.Spec.Local.MaxTasks), Steps: o.Spec.Deploy.Steps, Policy: deploy.PolicyFrom(o.Spec.Deploy)}
+	eng := &deploy.Engine{Traffic: p, Fleet: p, Metrics: p, Test: p, Store: p, Holder: "gameday",
+		OnEvent: func(_ *deploy.Deploy, ev deploy.Event) { r.mark("deploy %s: %s", ev.Phase, ev.Message) }}
+	if _, _, err := eng.Start(ctx, req); err != nil {
+		return fmt.Errorf("deploy: %w", err)
+	}
+	res, err := eng.Run(ctx, o.Service)
 	r.rep.Deploy = res
 	if err != nil {
 		return fmt.Errorf("deploy: %w", err)
@@ -335,7 +339,7 @@ func (r *run) finish(err error) {
 	if err != nil {
 		rep.Failures = append(rep.Failures, err.Error())
 	}
-	if rep.Deploy == nil || rep.Deploy.Outcome != deploy.Promoted {
+	if rep.Deploy == nil || rep.Deploy.Status != deploy.StatusPromoted {
 		rep.Failures = append(rep.Failures, "the deploy was not promoted")
 	}
 	for _, p := range rep.Phases {
@@ -380,7 +384,7 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %-16s %8.2fs %9d %8d %8.0f  %s\n", p.Name, p.Duration.Seconds(), p.Sent, p.Failed, rate, strings.Join(kinds, ", "))
 	}
 	if d := rep.Deploy; d != nil {
-		fmt.Fprintf(w, "\nDeploy: %s %s %s -> %s: %s in %s", d.Service, d.Version, d.From, d.To, d.Outcome, d.Duration.Round(time.Millisecond))
+		fmt.Fprintf(w, "\nDeploy: %s %s %s -> %s: %s in %s", d.Request.Service, d.Request.Version, d.From, d.To, d.Status, d.Updated.Sub(d.Started).Round(time.Millisecond))
 		if d.Reason != "" {
 			fmt.Fprintf(w, " (%s)", d.Reason)
 		}

@@ -42,7 +42,7 @@ func TestGameday(t *testing.T) {
 	if !rep.Passed {
 		t.Fatalf("gameday failed: %v\n%s", rep.Failures, out.String())
 	}
-	if rep.Deploy == nil || rep.Deploy.Outcome != deploy.Promoted {
+	if rep.Deploy == nil || rep.Deploy.Status != deploy.StatusPromoted {
 		t.Errorf("deploy = %+v", rep.Deploy)
 	}
 	var deploySent, deployFailed int64

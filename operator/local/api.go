@@ -11,6 +11,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/tandemhq/tandem/operator/state"
 )
 
 // The control API is how the operator drives a detached platform. It
@@ -26,6 +28,12 @@ type callArgs struct {
 	Weights Weights       `json:"weights"`
 	Spec    FleetSpec     `json:"spec"`
 	Window  time.Duration `json:"window,omitempty"`
+	// State store calls.
+	Table  string `json:"table,omitempty"`
+	Key    string `json:"key,omitempty"`
+	Prefix string `json:"prefix,omitempty"`
+	Value  []byte `json:"value,omitempty"`
+	Expect int64  `json:"expect,omitempty"`
 }
 
 // Serve runs the control API on the state directory's socket until ctx ends.
@@ -52,67 +60,104 @@ func (p *Platform) Serve(ctx context.Context) error {
 	return nil
 }
 
+// apiMethod is one control-API call.
+type apiMethod struct {
+	call func(ctx context.Context, p *Platform, a callArgs) (any, error)
+	// changes marks calls after which the topology document is rewritten.
+	changes bool
+}
+
+func noResult(err error) (any, error) { return nil, err }
+
+// apiMethods is the control API: one entry per call, named as on the wire.
+var apiMethods = map[string]apiMethod{
+	"status": {call: func(ctx context.Context, p *Platform, _ callArgs) (any, error) { return p.Status(ctx) }},
+	"weights": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.Weights(ctx, a.Region, a.Service)
+	}},
+	"set-weights": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.SetWeights(ctx, a.Region, a.Service, a.Weights))
+	}},
+	"launch": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.Launch(ctx, a.Region, a.Service, a.Color, a.Spec))
+	}},
+	"health": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.Health(ctx, a.Region, a.Service, a.Color)
+	}},
+	"window": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.Window(ctx, a.Region, a.Service, a.Color, a.Window)
+	}},
+	"retire": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.Retire(ctx, a.Region, a.Service, a.Color))
+	}},
+	"route": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.Route(ctx, a.Region))
+	}},
+	"fence-routing": {changes: true, call: func(ctx context.Context, p *Platform, _ callArgs) (any, error) { return noResult(p.FenceRouting(ctx)) }},
+	"active-region": {call: func(ctx context.Context, p *Platform, _ callArgs) (any, error) { return p.ActiveRegion(ctx) }},
+	"stop-fleets": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.StopFleets(ctx, a.Region))
+	}},
+	"activate-fleets": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.ActivateFleets(ctx, a.Region))
+	}},
+	"database-position": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.DatabasePosition(ctx, a.Region)
+	}},
+	"fence-database": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.FenceDatabase(ctx, a.Region) }},
+	"promote-database": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.PromoteDatabase(ctx, a.Region))
+	}},
+	"fence-cache": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.FenceCache(ctx, a.Region))
+	}},
+	"promote-cache": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.PromoteCache(ctx, a.Region))
+	}},
+	"release": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.Release(ctx, a.Region, a.Service)
+	}},
+	"smoke": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.Smoke(ctx, a.Region, a.Service, a.Color))
+	}},
+	"state-get": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.Get(ctx, a.Table, a.Key) }},
+	"state-put": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.Put(ctx, a.Table, a.Key, a.Value, a.Expect)
+	}},
+	"state-list": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.List(ctx, a.Table, a.Prefix) }},
+	"shutdown":   {call: func(_ context.Context, p *Platform, _ callArgs) (any, error) { p.RequestShutdown(); return nil, nil }},
+}
+
 func (p *Platform) apiHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/{method}", func(w http.ResponseWriter, req *http.Request) {
+		name := req.PathValue("method")
+		m, ok := apiMethods[name]
+		if !ok {
+			writeAPI(w, http.StatusNotFound, nil, fmt.Errorf("unknown method %q", name))
+			return
+		}
 		var a callArgs
-		dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<20))
+		dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 8<<20))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&a); err != nil && !errors.Is(err, io.EOF) {
 			writeAPI(w, http.StatusBadRequest, nil, fmt.Errorf("bad request: %w", err))
 			return
 		}
-		ctx := req.Context()
-		var out any
-		var err error
-		switch req.PathValue("method") {
-		case "status":
-			out, err = p.Status(ctx)
-		case "weights":
-			out, err = p.Weights(ctx, a.Region, a.Service)
-		case "set-weights":
-			err = p.SetWeights(ctx, a.Region, a.Service, a.Weights)
-		case "launch":
-			err = p.Launch(ctx, a.Region, a.Service, a.Color, a.Spec)
-		case "health":
-			out, err = p.Health(ctx, a.Region, a.Service, a.Color)
-		case "window":
-			out, err = p.Window(ctx, a.Region, a.Service, a.Color, a.Window)
-		case "retire":
-			err = p.Retire(ctx, a.Region, a.Service, a.Color)
-		case "route":
-			err = p.Route(ctx, a.Region)
-		case "fence-routing":
-			err = p.FenceRouting(ctx)
-		case "active-region":
-			out, err = p.ActiveRegion(ctx)
-		case "stop-fleets":
-			err = p.StopFleets(ctx, a.Region)
-		case "activate-fleets":
-			err = p.ActivateFleets(ctx, a.Region)
-		case "database-position":
-			out, err = p.DatabasePosition(ctx, a.Region)
-		case "fence-database":
-			out, err = p.FenceDatabase(ctx, a.Region)
-		case "promote-database":
-			err = p.PromoteDatabase(ctx, a.Region)
-		case "fence-cache":
-			err = p.FenceCache(ctx, a.Region)
-		case "promote-cache":
-			err = p.PromoteCache(ctx, a.Region)
-		case "shutdown":
-			p.RequestShutdown()
-		default:
-			writeAPI(w, http.StatusNotFound, nil, fmt.Errorf("unknown method %q", req.PathValue("method")))
-			return
-		}
+		out, err := m.call(req.Context(), p, a)
 		if err != nil {
-			writeAPI(w, http.StatusUnprocessableEntity, nil, err)
+			code := http.StatusUnprocessableEntity
+			switch {
+			case errors.Is(err, state.ErrNotFound):
+				code = http.StatusNotFound
+			case errors.Is(err, state.ErrConflict):
+				code = http.StatusConflict
+			}
+			writeAPI(w, code, nil, err)
 			return
 		}
-		if err == nil && (req.PathValue("method") == "set-weights" || req.PathValue("method") == "route" ||
-			req.PathValue("method") == "promote-database" || req.PathValue("method") == "activate-fleets") {
-			_ = p.writeTopology(ctx)
+		if m.changes {
+			_ = p.writeTopology(req.Context())
 		}
 		writeAPI(w, http.StatusOK, out, nil)
 	})
@@ -183,6 +228,12 @@ func (c *Client) call(ctx context.Context, method string, a callArgs, out any) e
 		return fmt.Errorf("platform %s: bad reply (%s): %w", method, resp.Status, err)
 	}
 	if r.Error != "" {
+		switch resp.StatusCode {
+		case http.StatusNotFound:
+			return fmt.Errorf("%w: %s", state.ErrNotFound, r.Error)
+		case http.StatusConflict:
+			return fmt.Errorf("%w: %s", state.ErrConflict, r.Error)
+		}
 		return errors.New(r.Error)
 	}
 	if out != nil && len(r.Result) > 0 {
@@ -281,6 +332,35 @@ func (c *Client) FenceCache(ctx context.Context, region string) error {
 // PromoteCache promotes a region's cache replica.
 func (c *Client) PromoteCache(ctx context.Context, region string) error {
 	return c.call(ctx, "promote-cache", callArgs{Region: region}, nil)
+}
+
+// Release returns the live color's fleet spec.
+func (c *Client) Release(ctx context.Context, region, service string) (FleetSpec, error) {
+	var s FleetSpec
+	return s, c.call(ctx, "release", callArgs{Region: region, Service: service}, &s)
+}
+
+// Smoke sends a service's smoke request to one color through the proxy.
+func (c *Client) Smoke(ctx context.Context, region, service, color string) error {
+	return c.call(ctx, "smoke", callArgs{Region: region, Service: service, Color: color}, nil)
+}
+
+// Get reads an item of the platform's state store.
+func (c *Client) Get(ctx context.Context, table, key string) (state.Item, error) {
+	var it state.Item
+	return it, c.call(ctx, "state-get", callArgs{Table: table, Key: key}, &it)
+}
+
+// Put writes an item of the platform's state store (compare-and-swap).
+func (c *Client) Put(ctx context.Context, table, key string, value []byte, expect int64) (int64, error) {
+	var v int64
+	return v, c.call(ctx, "state-put", callArgs{Table: table, Key: key, Value: value, Expect: expect}, &v)
+}
+
+// List lists items of the platform's state store by key prefix.
+func (c *Client) List(ctx context.Context, table, prefix string) ([]state.Item, error) {
+	var items []state.Item
+	return items, c.call(ctx, "state-list", callArgs{Table: table, Prefix: prefix}, &items)
 }
 
 // Shutdown asks the platform to stop everything and exit.

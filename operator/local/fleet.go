@@ -456,3 +456,29 @@ func killLeftovers(lay StateLayout) int {
 	_ = os.Remove(lay.Pids())
 	return n
 }
+
+// Release returns the fleet spec of the color carrying all of a service's
+// traffic in the region (the service's release there).
+func (p *Platform) Release(ctx context.Context, regionName, service string) (FleetSpec, error) {
+	r, err := p.region(regionName)
+	if err != nil {
+		return FleetSpec{}, err
+	}
+	if _, err := p.service(service); err != nil {
+		return FleetSpec{}, err
+	}
+	w, err := r.router.Weights(service)
+	if err != nil {
+		return FleetSpec{}, err
+	}
+	live := Blue
+	if w.Green == 100 {
+		live = Green
+	}
+	r.fleetMu.Lock()
+	defer r.fleetMu.Unlock()
+	if f := r.fleets[service][live]; f != nil {
+		return f.spec, nil
+	}
+	return FleetSpec{}, fmt.Errorf("%s in %s has no fleet on its live color %s", service, regionName, live)
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/tandemhq/tandem/internal/pgproc"
 	"github.com/tandemhq/tandem/internal/redisproc"
 	"github.com/tandemhq/tandem/operator/local/proxy"
+	"github.com/tandemhq/tandem/operator/state"
 	"github.com/tandemhq/tandem/stacks"
 )
 
@@ -59,6 +60,8 @@ type Platform struct {
 	front    *proxy.FrontDoor
 	frontURL string
 	servers  []*http.Server
+
+	store *state.Bolt
 
 	mu       sync.Mutex // guards release and region data roles
 	release  map[string]FleetSpec
@@ -102,6 +105,9 @@ func (l StateLayout) Topology() string { return filepath.Join(l.Dir, "topology.j
 
 // Pids lists every process the platform started, for cleanup after a crash.
 func (l StateLayout) Pids() string { return filepath.Join(l.Dir, "pids.json") }
+
+// Store is the operator state store (the DynamoDB table, locally).
+func (l StateLayout) Store() string { return filepath.Join(l.Dir, "operator.db") }
 
 // Logs is the directory of process logs.
 func (l StateLayout) Logs() string { return filepath.Join(l.Dir, "logs") }
@@ -161,6 +167,10 @@ func Up(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		}
 	}
 	_ = os.Remove(lay.Topology())
+	_ = os.Remove(lay.Store())
+	if p.store, err = state.OpenBolt(lay.Store()); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(lay.Data(), 0o755); err != nil {
 		return nil, err
 	}
@@ -342,6 +352,9 @@ func (p *Platform) Down(ctx context.Context) {
 		_ = os.Remove(lay.Pids())
 		_ = os.Remove(lay.Topology())
 		_ = os.Remove(lay.Socket())
+		if p.store != nil {
+			_ = p.store.Close()
+		}
 		if p.lock != nil {
 			_ = p.lock.Close()
 		}
@@ -458,4 +471,19 @@ func Cleanup(stateDir string) int {
 	n := killLeftovers(lay)
 	_ = os.Remove(lay.Socket())
 	return n
+}
+
+// Get reads an item of the operator state store the platform hosts.
+func (p *Platform) Get(ctx context.Context, table, key string) (state.Item, error) {
+	return p.store.Get(ctx, table, key)
+}
+
+// Put writes an item of the state store (compare-and-swap on version).
+func (p *Platform) Put(ctx context.Context, table, key string, value []byte, expect int64) (int64, error) {
+	return p.store.Put(ctx, table, key, value, expect)
+}
+
+// List lists items of the state store by key prefix.
+func (p *Platform) List(ctx context.Context, table, prefix string) ([]state.Item, error) {
+	return p.store.List(ctx, table, prefix)
 }

@@ -151,10 +151,15 @@ func TestPlatformLifecycle(t *testing.T) {
 	id, _ := claim["id"].(string)
 
 	t.Run("deploy through the control socket", func(t *testing.T) {
-		eng := &deploy.Engine{Traffic: c, Fleet: c, Metrics: c}
-		req := deploy.FromPolicy(deploy.Request{Region: "local-a", Service: "claims", Version: "v2", Count: 1, SkipAnalysis: true}, spec.Deploy)
-		res, err := eng.Run(ctx, req)
-		if err != nil || res.Outcome != deploy.Promoted {
+		eng := &deploy.Engine{Traffic: c, Fleet: c, Metrics: c, Test: c, Store: c, Holder: "test"}
+		policy := deploy.PolicyFrom(spec.Deploy)
+		policy.SkipAnalysis = true
+		req := deploy.Request{Region: "local-a", Service: "claims", Version: "v2", Count: 1, Steps: spec.Deploy.Steps, Policy: policy}
+		if _, _, err := eng.Start(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		res, err := eng.Run(ctx, "claims")
+		if err != nil || res.Status != deploy.StatusPromoted {
 			t.Fatalf("deploy: %v, %+v", err, res)
 		}
 		st, _ := c.Status(ctx)
