@@ -20,6 +20,7 @@ import (
 
 	"github.com/tandemhq/tandem/operator/deploy"
 	"github.com/tandemhq/tandem/operator/local"
+	"github.com/tandemhq/tandem/operator/state"
 	"github.com/tandemhq/tandem/operator/topology"
 	"github.com/tandemhq/tandem/stacks"
 )
@@ -228,18 +229,36 @@ func (o *Options) execute(ctx context.Context, eng *deploy.Engine, service strin
 			defer stop()
 		}
 	}
-	d, err := eng.Run(ctx, service)
-	if err != nil && d != nil && strings.Contains(err.Error(), "is being run by") {
-		// Another operator runs it: follow the journal instead.
-		if !o.json() {
-			fmt.Fprintln(o.Err, err)
+	// Another live operator may hold the deploy's lease: follow the
+	// journal while it runs, and take over if its lease lapses (it crashed).
+	told := false
+	for {
+		d, err := eng.Run(ctx, service)
+		if !errors.Is(err, state.ErrHeld) {
+			if err != nil {
+				return err
+			}
+			return o.outcome(d)
 		}
-		return o.follow(ctx, eng, service, shown)
+		if !told && !o.json() {
+			fmt.Fprintf(o.Err, "%v; following it (and taking over if its lease lapses)\n", err)
+			told = true
+		}
+		cur, cerr := eng.Current(ctx, service)
+		if cerr != nil {
+			return cerr
+		}
+		if !o.json() && eng.OnEvent != nil {
+			for ; shown < len(cur.Events); shown++ {
+				eng.OnEvent(cur, cur.Events[shown])
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	if err != nil {
-		return err
-	}
-	return o.outcome(d)
 }
 
 func (o *Options) follow(ctx context.Context, eng *deploy.Engine, service string, shown int) error {

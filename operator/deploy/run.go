@@ -33,8 +33,8 @@ func (e *Engine) Run(ctx context.Context, service string) (*Deploy, error) {
 	if err != nil {
 		var held *state.HeldError
 		if errors.As(err, &held) {
-			return d, fmt.Errorf("deploy %s of %s is being run by %s (lease epoch %d, renewed until %s); watch it with `tandem deploy watch %s`",
-				d.ID, service, held.Lease.Holder, held.Lease.Epoch, held.Lease.Expires.Format(time.TimeOnly), service)
+			return d, fmt.Errorf("deploy %s of %s is being run by %s (lease epoch %d, renewed until %s); watch it with `tandem deploy watch %s`: %w",
+				d.ID, service, held.Lease.Holder, held.Lease.Epoch, held.Lease.Expires.Format(time.TimeOnly), service, state.ErrHeld)
 		}
 		return d, fmt.Errorf("take the deploy lease of %s: %w", service, err)
 	}

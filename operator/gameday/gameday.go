@@ -81,11 +81,10 @@ type Report struct {
 }
 
 type run struct {
-	o      Options
-	rep    *Report
-	mu     sync.Mutex
-	phases []*phase
-	load   *loader
+	o       Options
+	rep     *Report
+	mu      sync.Mutex
+	traffic *Traffic
 }
 
 func (r *run) mark(format string, args ...any) {
@@ -99,18 +98,10 @@ func (r *run) mark(format string, args ...any) {
 	}
 }
 
-func (r *run) enter(name string) *phase {
-	p := &phase{Name: name, Start: time.Now(), kinds: map[string]int64{}}
-	r.mu.Lock()
-	if n := len(r.phases); n > 0 {
-		r.phases[n-1].End = p.Start
+func (r *run) enter(name string) {
+	if r.traffic != nil {
+		r.traffic.Phase(name)
 	}
-	r.phases = append(r.phases, p)
-	r.mu.Unlock()
-	if r.load != nil {
-		r.load.setPhase(p)
-	}
-	return p
 }
 
 func (r *run) steady(ctx context.Context, name string) error {
@@ -178,21 +169,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primary string) error {
 	o := r.o
-	r.load = newLoader(frontDoor, o.Rate)
+	r.traffic = NewTraffic(frontDoor, o.Rate)
 	r.enter("steady")
-	r.load.start()
+	r.traffic.Start()
 	r.mark("load started: %d requests/s (2/3 eligibility determinations, 1/3 claim submissions)", o.Rate)
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			r.load.halt()
-			r.mu.Lock()
-			r.phases[len(r.phases)-1].End = time.Now()
-			r.mu.Unlock()
-		}
-	}
-	defer stopLoad()
+	defer r.traffic.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -231,19 +212,18 @@ func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primar
 	if err := r.steady(ctx, "after failover"); err != nil {
 		return err
 	}
-	stopLoad()
+	r.traffic.Stop()
 	r.mark("load stopped")
 
-	acks := r.load.acknowledged()
-	r.rep.ClaimsAcknowledged = len(acks)
-	r.mark("reading back %d acknowledged claims through the front door", len(acks))
-	hc := &http.Client{Timeout: 10 * time.Second}
-	missing, mismatched, err := readBack(ctx, hc, frontDoor, acks)
+	r.mark("reading back every acknowledged claim through the front door")
+	n, missing, mismatched, err := r.traffic.ReadBack(ctx)
+	r.rep.ClaimsAcknowledged = n
 	r.rep.ClaimsMissing, r.rep.ClaimsMismatched = nonNil(missing), nonNil(mismatched)
 	if err != nil {
 		return err
 	}
-	r.rep.ClaimsNotified = countNotified(ctx, hc, frontDoor, acks)
+	acks := r.traffic.l.acknowledged()
+	r.rep.ClaimsNotified = countNotified(ctx, &http.Client{Timeout: 10 * time.Second}, frontDoor, acks)
 	r.mark("read back: %d missing, %d differing; %d of %d claims have a notification",
 		len(missing), len(mismatched), r.rep.ClaimsNotified, len(acks))
 	return nil
@@ -320,22 +300,9 @@ func hasNotification(ctx context.Context, hc *http.Client, url, claimID string) 
 func (r *run) finish(err error) {
 	rep := r.rep
 	rep.Duration = time.Since(rep.Started)
-	r.mu.Lock()
-	for _, p := range r.phases {
-		end := p.End
-		if end.IsZero() {
-			end = time.Now()
-		}
-		kinds := map[string]int64{}
-		p.mu.Lock()
-		for k, v := range p.kinds {
-			kinds[k] = v
-		}
-		p.mu.Unlock()
-		rep.Phases = append(rep.Phases, PhaseReport{Name: p.Name, Start: p.Start.Sub(rep.Started), Duration: end.Sub(p.Start),
-			Sent: p.sent.Load(), Failed: p.failed.Load(), Failures: kinds})
+	if r.traffic != nil {
+		rep.Phases = r.traffic.Phases()[1:] // the first is the moment before load starts
 	}
-	r.mu.Unlock()
 	if err != nil {
 		rep.Failures = append(rep.Failures, err.Error())
 	}
