@@ -56,3 +56,40 @@ type buildError struct {
 }
 
 func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+var (
+	tandemOnce sync.Once
+	tandemPath string
+	tandemErr  error
+)
+
+// TandemBinary builds the tandem command once per test binary and returns
+// its path, for tests that run (and kill) the operator as a process.
+func TandemBinary(t testing.TB) string {
+	t.Helper()
+	tandemOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			tandemErr = err
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		mu.Lock()
+		dir, err := tempDir("tandem-test-cli-")
+		mu.Unlock()
+		if err != nil {
+			tandemErr = err
+			return
+		}
+		tandemPath = filepath.Join(dir, "tandem")
+		cmd := exec.Command("go", "build", "-o", tandemPath, "./operator/cmd/tandem")
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			tandemErr = &buildError{err: err, out: string(b)}
+		}
+	})
+	if tandemErr != nil {
+		t.Fatalf("build tandem: %v", tandemErr)
+	}
+	return tandemPath
+}
