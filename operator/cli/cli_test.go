@@ -68,6 +68,13 @@ func TestBadInputIsRefusedWithNothingChanged(t *testing.T) {
 		{"bad output format", []string{"status", "-o", "yaml"}, ExitUsage, `--output "yaml" is not a format`},
 		{"gameday rate out of range", []string{"gameday", "--rate", "0"}, ExitUsage, "--rate 0 is out of range"},
 		{"status with nothing up", []string{"status"}, ExitError, "no platform is up"},
+		{"missing argument", []string{"deploy"}, ExitUsage, "tandem deploy takes 1 argument, got 0; see `tandem deploy --help`"},
+		{"unknown command", []string{"bogus"}, ExitUsage, `unknown command "bogus"`},
+		{"unknown flag", []string{"status", "--nosuchflag"}, ExitUsage, "unknown flag: --nosuchflag"},
+		{"extra argument", []string{"status", "extra"}, ExitUsage, "takes no arguments"},
+		{"count zero", []string{"deploy", "claims", "--version", "v2", "--count", "0"}, ExitUsage, "--count 0 is out of range"},
+		{"unknown stack lists the stacks", []string{"up", "--stack", "nosuch"}, ExitUsage, "has: dev, local"},
+		{"dry run changes nothing", []string{"deploy", "claims", "--version", "v2", "--dry-run"}, ExitOK, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

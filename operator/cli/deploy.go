@@ -34,6 +34,8 @@ type deployFlags struct {
 	wait      bool
 	dryRun    bool
 	requestID string
+	// countGiven is set when --count was passed.
+	countGiven bool
 }
 
 func newDeployCmd(o *Options) *cobra.Command {
@@ -70,8 +72,11 @@ halted on drift or held for a person).`,
   tandem deploy claims --version v2 --dry-run
   tandem deploy claims --version v2 --request-id "$CI_PIPELINE_ID" --wait -o json
   tandem deploy status claims`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runDeploy(cmd.Context(), o, args[0], f) },
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.countGiven = cmd.Flags().Changed("count")
+			return runDeploy(cmd.Context(), o, args[0], f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.version, "version", "", "version to deploy (required)")
@@ -131,7 +136,7 @@ func parseDeployFlags(spec *stacks.Spec, service string, f deployFlags) (deploy.
 		}
 	}
 	count := f.count
-	if count == 0 {
+	if !f.countGiven {
 		count = min(svc.Count, spec.Local.MaxTasks)
 	}
 	if count < 1 || count > spec.Local.MaxTasks {
@@ -174,9 +179,19 @@ func runDeploy(ctx context.Context, o *Options, service string, f deployFlags) e
 		printPlan(o.Out, plan)
 		return nil
 	}
-	c, err := local.Dial(o.StateDir)
+	loaded := o.Stack
+	c, err := o.dial(ctx)
 	if err != nil {
 		return err
+	}
+	if o.Stack != loaded {
+		// The platform runs another stack: judge the request by its policy.
+		if spec, err = o.spec(); err != nil {
+			return err
+		}
+		if req, err = parseDeployFlags(spec, service, f); err != nil {
+			return err
+		}
 	}
 	if req.Region, err = c.ActiveRegion(ctx); err != nil {
 		return err
@@ -344,9 +359,9 @@ func newDeployExecCmd(o *Options) *cobra.Command {
 		Use:    "exec SERVICE",
 		Short:  "Run a service's open deploy (the background executor)",
 		Hidden: true,
-		Args:   cobra.ExactArgs(1),
+		Args:   exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := local.Dial(o.StateDir)
+			c, err := o.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -360,13 +375,13 @@ func newDeployControlCmd(o *Options, intent, short string) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   intent + " SERVICE",
 		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, service := cmd.Context(), args[0]
 			if err := o.knownService(service); err != nil {
 				return err
 			}
-			c, err := local.Dial(o.StateDir)
+			c, err := o.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -407,7 +422,7 @@ func newDeployRollbackCmd(o *Options) *cobra.Command {
 		Long: `Start a new blue/green deploy of the release (version and extra environment)
 that was live before the service's last promoted deploy. To stop a deploy that
 is still in progress, use 'tandem deploy abort'.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, service := cmd.Context(), args[0]
 			spec, err := o.spec()
@@ -417,7 +432,7 @@ is still in progress, use 'tandem deploy abort'.`,
 			if err := o.knownService(service); err != nil {
 				return err
 			}
-			c, err := local.Dial(o.StateDir)
+			c, err := o.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -427,7 +442,7 @@ is still in progress, use 'tandem deploy abort'.`,
 			}
 			for _, d := range hist {
 				if d.Status == deploy.StatusPromoted {
-					f := deployFlags{version: d.Previous.Version, count: d.Previous.Count, wait: wait}
+					f := deployFlags{version: d.Previous.Version, count: d.Previous.Count, countGiven: true, wait: wait}
 					for k, v := range d.Previous.Env {
 						f.setEnv = append(f.setEnv, k+"="+v)
 					}
@@ -462,12 +477,12 @@ func newDeployStatusCmd(o *Options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status SERVICE",
 		Short: "Show a service's open (or latest) deploy with its audit trail",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.knownService(args[0]); err != nil {
 				return err
 			}
-			c, err := local.Dial(o.StateDir)
+			c, err := o.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -496,12 +511,12 @@ func newDeployWatchCmd(o *Options) *cobra.Command {
 		Use:   "watch SERVICE",
 		Short: "Follow a service's deploy until it ends or goes idle",
 		Long:  "Follow a service's deploy until it ends or goes idle; exit codes as for deploy --wait.",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.knownService(args[0]); err != nil {
 				return err
 			}
-			c, err := local.Dial(o.StateDir)
+			c, err := o.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -514,12 +529,12 @@ func newDeployHistoryCmd(o *Options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "history SERVICE",
 		Short: "List a service's deploys, newest first",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.knownService(args[0]); err != nil {
 				return err
 			}
-			c, err := local.Dial(o.StateDir)
+			c, err := o.dial(cmd.Context())
 			if err != nil {
 				return err
 			}

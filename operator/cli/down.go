@@ -18,7 +18,7 @@ func newDownCmd(o *Options) *cobra.Command {
 PostgreSQL. It returns once nothing of the platform is running. Running it when
 no platform is up is not an error; it also cleans up after a platform that was
 killed.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDown(cmd.Context(), o) },
 	}
 }

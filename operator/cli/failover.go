@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandemhq/tandem/operator/failover"
-	"github.com/tandemhq/tandem/operator/local"
 )
 
 func newFailoverCmd(o *Options) *cobra.Command {
@@ -24,7 +23,7 @@ the database and the cache in REGION, start REGION's services with the current
 release, and route the front door to REGION. Prints each step with its
 duration and the write unavailability.`,
 		Example: "  tandem failover --to local-b\n  tandem failover --to local-b -o json",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runFailover(cmd.Context(), o, to) },
 	}
 	cmd.Flags().StringVar(&to, "to", "", "region to fail over to (required)")
@@ -42,9 +41,21 @@ func runFailover(ctx context.Context, o *Options, to string) error {
 	if _, ok := spec.Region(to); !ok {
 		return usagef("unknown region %q; this stack has regions %s", to, strings.Join(spec.RegionNames(), ", "))
 	}
-	c, err := local.Dial(o.StateDir)
+	loaded := o.Stack
+	c, err := o.dial(ctx)
 	if err != nil {
 		return err
+	}
+	if o.Stack != loaded {
+		if spec, err = o.spec(); err != nil {
+			return err
+		}
+		if _, ok := spec.Region(to); !ok {
+			return usagef("unknown region %q; the platform's stack has regions %s", to, strings.Join(spec.RegionNames(), ", "))
+		}
+	}
+	if active, err := c.ActiveRegion(ctx); err == nil && active == to {
+		return usagef("%s is already the active region; nothing to fail over", to)
 	}
 	eng := &failover.Engine{Routing: c, Fleets: c, Database: c, Cache: c}
 	if !o.json() {

@@ -35,8 +35,8 @@ sent and failed per phase, failover duration, acknowledged claims missing), and
 take the platform down.
 
 Exit 0 only if the deploy was promoted with no failed request, the failover
-completed and no acknowledged claim is missing; otherwise 1.`,
-		Args: cobra.NoArgs,
+completed and no acknowledged claim is missing; 1 if not; 2 for bad input.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runGameday(cmd.Context(), o, f) },
 	}
 	cmd.Flags().IntVar(&f.rate, "rate", 300, "offered load in requests per second (10 to 5000)")

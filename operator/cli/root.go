@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,10 +12,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tandemhq/tandem/operator/deploy"
+	"github.com/tandemhq/tandem/operator/local"
 	"github.com/tandemhq/tandem/stacks"
 )
 
@@ -26,6 +29,8 @@ type Options struct {
 	BinDir    string
 	Output    string
 	Verbose   bool
+	// stackGiven is set when --stack or $TANDEM_STACK named the stack.
+	stackGiven bool
 
 	Out, Err io.Writer
 }
@@ -57,6 +62,28 @@ type ExitCodeError struct {
 func (e *ExitCodeError) Error() string { return e.Err.Error() }
 func (e *ExitCodeError) Unwrap() error { return e.Err }
 
+// exactArgs and noArgs are cobra's argument checks, reporting bad input as
+// such (exit 2) with a pointer to the help.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			what := "argument"
+			if n != 1 {
+				what += "s"
+			}
+			return usagef("%s takes %d %s, got %d; see `%s --help`", cmd.CommandPath(), n, what, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q; see `%s --help`", cmd.CommandPath(), args, cmd.CommandPath())
+	}
+	return nil
+}
+
 // ExitCode maps an error from Execute to the process exit code.
 func ExitCode(err error) int {
 	var ce *ExitCodeError
@@ -67,6 +94,9 @@ func ExitCode(err error) int {
 	case errors.As(err, &ce):
 		return ce.Code
 	case errors.As(err, &ue):
+		return ExitUsage
+	case strings.HasPrefix(err.Error(), "unknown command "):
+		// cobra's own error for a command that does not exist.
 		return ExitUsage
 	case errors.Is(err, deploy.ErrPreflight):
 		return ExitRefused
@@ -81,9 +111,10 @@ func NewRootCmd(out, errw io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "tandem",
 		Short: "Blue/green deploys and region failover for a multi-region platform",
-		Long: `tandem drives blue/green deploys with automatic rollback and region failover,
-switchover and failback, on AWS or on the embedded local platform: real
-PostgreSQL and Redis replication, service processes and proxies on loopback.
+		Long: `tandem drives blue/green deploys with automatic rollback and planned region
+switchover on the embedded local platform: real PostgreSQL and Redis
+replication, service processes and proxies on loopback. (The AWS driver, and
+failback after a switchover, are not in this version.)
 
 Start with:  tandem up -d     (the local platform, in the background)
              tandem status
@@ -94,6 +125,7 @@ or run the whole rehearsal at once:  tandem gameday`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			o.stackGiven = cmd.Flags().Changed("stack") || os.Getenv("TANDEM_STACK") != ""
 			switch o.Output {
 			case "text", "json":
 			default:
@@ -111,6 +143,9 @@ or run the whole rehearsal at once:  tandem gameday`,
 	}
 	root.SetOut(out)
 	root.SetErr(errw)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usagef("%v; see `%s --help`", err, cmd.CommandPath())
+	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.StateDir, "state-dir", envOr("TANDEM_STATE_DIR", ".tandem"), "directory holding the local platform's processes, data, logs and control socket ($TANDEM_STATE_DIR)")
 	pf.StringVar(&o.Stack, "stack", envOr("TANDEM_STACK", "local"), "stack name: reads <stacks-dir>/Pulumi.<stack>.yaml ($TANDEM_STACK)")
@@ -133,13 +168,43 @@ func envOr(key, def string) string {
 func (o *Options) spec() (*stacks.Spec, error) {
 	path := stacks.Path(o.StacksDir, o.Stack)
 	if _, err := os.Stat(path); err != nil {
-		return nil, usagef("stack %q: %s not found; pass --stack with one of the stacks in %s, or --stacks-dir", o.Stack, path, o.StacksDir)
+		var names []string
+		files, _ := filepath.Glob(stacks.Path(o.StacksDir, "*"))
+		for _, f := range files {
+			names = append(names, strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "Pulumi."), ".yaml"))
+		}
+		if len(names) == 0 {
+			return nil, usagef("stack %q: %s not found, and %s has no stack files; run tandem from the repository root or pass --stacks-dir", o.Stack, path, o.StacksDir)
+		}
+		return nil, usagef("stack %q: %s not found; %s has: %s", o.Stack, path, o.StacksDir, strings.Join(names, ", "))
 	}
 	s, err := stacks.Load(path)
 	if err != nil {
 		return nil, &UsageError{err}
 	}
 	return s, nil
+}
+
+// dial connects to the platform of the state directory and checks that it
+// runs the stack this command was given, so a command never acts on one
+// stack with another's policy.
+func (o *Options) dial(ctx context.Context) (*local.Client, error) {
+	c, err := local.Dial(o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if st.Stack != o.Stack {
+		if o.stackGiven {
+			return nil, usagef("the platform in %s runs stack %q, not %q; pass --stack %s (or omit --stack)", o.StateDir, st.Stack, o.Stack, st.Stack)
+		}
+		// No stack named: act on the platform's own.
+		o.Stack = st.Stack
+	}
+	return c, nil
 }
 
 func (o *Options) logger() *slog.Logger {

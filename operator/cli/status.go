@@ -20,7 +20,7 @@ func newStatusCmd(o *Options) *cobra.Command {
 region its proxy URL, database and cache roles, and each service's weights and
 tasks per color. -o json prints the topology document (frontDoor.url,
 regions[].proxyUrl, activeRegion, regions[].services[].weights).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), o) },
 	}
 }

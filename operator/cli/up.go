@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,7 +34,7 @@ In the foreground it runs until interrupted (Ctrl-C), then stops everything.
 With -d it starts in the background and returns once the platform is ready;
 stop it with 'tandem down'.`,
 		Example: "  tandem up -d\n  tandem up --stack local --state-dir /var/tmp/tandem",
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUp(cmd.Context(), o, detach)
 		},
@@ -124,7 +125,11 @@ func upDetached(ctx context.Context, o *Options) error {
 		select {
 		case err := <-exited:
 			tail, _ := os.ReadFile(logPath)
-			return fmt.Errorf("platform exited during start (%v):\n%s", err, tail)
+			msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(tail)), "tandem: "))
+			if child.ProcessState != nil && child.ProcessState.ExitCode() == ExitUsage {
+				return &UsageError{errors.New(msg)}
+			}
+			return fmt.Errorf("platform exited during start (%v):\n%s", err, msg)
 		case <-deadline:
 			_ = child.Process.Kill()
 			return fmt.Errorf("platform not ready after 5 minutes; see %s", logPath)

@@ -96,7 +96,7 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 		return nil, fmt.Errorf("%s is already the active region; nothing to fail over", req.To)
 	}
 	if _, err := e.Database.DatabasePosition(ctx, req.To); err != nil {
-		return nil, fmt.Errorf("preflight: the database replica in %s is not readable: %w", req.To, err)
+		return nil, fmt.Errorf("preflight: the database replica in %s is not readable (%w); a region that was failed away from must be rebuilt as a replica (reprotect) before it can take over again, which this version does not do: `tandem down` and `tandem up` start over", req.To, err)
 	}
 	if req.CatchUpTimeout == 0 {
 		req.CatchUpTimeout = 30 * time.Second

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -142,6 +143,11 @@ func Up(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	lay := StateLayout{abs}
 	if err := checkBinaries(cfg); err != nil {
 		return nil, err
+	}
+	// A unix socket path is limited to 107 bytes; say so before starting
+	// anything rather than after.
+	if n := len(lay.Socket()); n > 107 {
+		return nil, fmt.Errorf("state directory %s is too deep: its control socket path would be %d bytes, over the 107 that unix sockets allow; use a shorter --state-dir", abs, n)
 	}
 	// The directory is searchable by others so that PostgreSQL, running as
 	// an unprivileged user, reaches its data; secrets inside are owner-only.
@@ -349,6 +355,13 @@ func (p *Platform) Down(ctx context.Context) {
 		}
 		lay := StateLayout{p.cfg.StateDir}
 		killLeftovers(lay)
+		// PostgreSQL data kept outside the state directory (see
+		// postgresRoot) goes with the platform; data under the state
+		// directory stays for a post-mortem until the next up.
+		if root, err := os.ReadFile(filepath.Join(lay.Dir, "postgres-data-root")); err == nil {
+			_ = os.RemoveAll(strings.TrimSpace(string(root)))
+			_ = os.Remove(filepath.Join(lay.Dir, "postgres-data-root"))
+		}
 		_ = os.Remove(lay.Pids())
 		_ = os.Remove(lay.Topology())
 		_ = os.Remove(lay.Socket())
