@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { testinfra.Main(m) }
 // harness is one local platform for a test, with the tandem command
 // pointed at it.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	spec    *stacks.Spec
 	dir     string
 	stacks  string
@@ -35,7 +35,7 @@ type harness struct {
 	primary string
 }
 
-func newHarness(t *testing.T, tune func(*stacks.Spec)) *harness {
+func newHarness(t testing.TB, tune func(*stacks.Spec)) *harness {
 	t.Helper()
 	spec, err := stacks.Load("../../stacks/Pulumi.local.yaml")
 	if err != nil {
