@@ -1,11 +1,13 @@
 // Command infra is tandem's Pulumi program. It reads the stack's platform
 // spec (the "tandem:platform" config key of stacks/Pulumi.<stack>.yaml),
-// validates it exactly as the embedded local platform does, and declares the
-// AWS platform the spec describes.
+// validates it exactly as the embedded local platform does and then
+// against what AWS needs, and declares the AWS platform the spec
+// describes: per region keys, network, cluster and alarms; across regions
+// the database with its cross-region replica, the cache with its Global
+// Datastore, the services' secrets, Route 53 failover routing and the
+// operator's state table, topology document and role.
 //
-// This version declares the primary region's network and ECS cluster; the
-// secondary region, load balancing, data stores, routing and the operator's
-// resources come next.
+// docs/infra.md says what each stack creates and how to deploy it.
 package main
 
 import "github.com/pulumi/pulumi/sdk/v3/go/pulumi"

@@ -11,11 +11,13 @@ import (
 const MaxZones = 6
 
 // Address plan, in bits added to the VPC prefix. The VPC is cut into eight
-// equal blocks: zone i's private subnet is block i, and the last block is cut
-// into eight again for the public subnets. Private subnets hold the tasks,
-// databases and caches and so get most of the space; public subnets only
-// hold load balancers and NAT gateways. A zone added later takes the next
-// free block and never moves an existing subnet.
+// equal blocks: zone i's private subnet is block i, the last block is cut
+// into eight again for the public subnets and the one before it likewise
+// for the isolated subnets. Private subnets hold the tasks, which scale out
+// and each take an address, and so get most of the space; public subnets
+// only hold load balancers and NAT gateways, isolated ones the databases
+// and caches. A zone added later takes the next free block of each tier
+// and never moves an existing subnet.
 const (
 	privateBits = 3
 	publicBits  = privateBits + 3
@@ -26,11 +28,12 @@ const (
 )
 
 // Layout is the address plan of one VPC: its block and, per zone in order, a
-// public and a private subnet.
+// public, a private and an isolated subnet.
 type Layout struct {
-	VPC     netip.Prefix
-	Public  []netip.Prefix
-	Private []netip.Prefix
+	VPC      netip.Prefix
+	Public   []netip.Prefix
+	Private  []netip.Prefix
+	Isolated []netip.Prefix
 }
 
 // Zones is the number of availability zones the layout spans.
@@ -57,15 +60,17 @@ func PlanLayout(cidr string, zones int) (Layout, error) {
 		return Layout{}, fmt.Errorf("%q is larger than AWS allows; use a /%d to /%d", cidr, largestVPC, smallestSubnet-publicBits)
 	}
 	if vpc.Bits()+publicBits > smallestSubnet {
-		return Layout{}, fmt.Errorf("%q is too small for %d public and %d private subnets; use a /%d to /%d",
-			cidr, zones, zones, largestVPC, smallestSubnet-publicBits)
+		return Layout{}, fmt.Errorf("%q is too small for %d public, %d private and %d isolated subnets; use a /%d to /%d",
+			cidr, zones, zones, zones, largestVPC, smallestSubnet-publicBits)
 	}
 	l := Layout{VPC: vpc}
-	lastPrivateBlock := 1<<privateBits - 1
-	publicPool := subnet(vpc, privateBits, lastPrivateBlock)
+	lastBlock := 1<<privateBits - 1
+	publicPool := subnet(vpc, privateBits, lastBlock)
+	isolatedPool := subnet(vpc, privateBits, lastBlock-1)
 	for i := range zones {
 		l.Private = append(l.Private, subnet(vpc, privateBits, i))
 		l.Public = append(l.Public, subnet(publicPool, publicBits-privateBits, i))
+		l.Isolated = append(l.Isolated, subnet(isolatedPool, publicBits-privateBits, i))
 	}
 	return l, nil
 }

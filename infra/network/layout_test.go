@@ -11,25 +11,28 @@ import (
 func TestPlanLayout(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name    string
-		cidr    string
-		zones   int
-		public  []string
-		private []string
+		name     string
+		cidr     string
+		zones    int
+		public   []string
+		private  []string
+		isolated []string
 	}{
 		{
-			name:    "dev /16 over three zones",
-			cidr:    "10.20.0.0/16",
-			zones:   3,
-			public:  []string{"10.20.224.0/22", "10.20.228.0/22", "10.20.232.0/22"},
-			private: []string{"10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"},
+			name:     "dev /16 over three zones",
+			cidr:     "10.20.0.0/16",
+			zones:    3,
+			public:   []string{"10.20.224.0/22", "10.20.228.0/22", "10.20.232.0/22"},
+			private:  []string{"10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"},
+			isolated: []string{"10.20.192.0/22", "10.20.196.0/22", "10.20.200.0/22"},
 		},
 		{
-			name:    "one zone",
-			cidr:    "10.0.0.0/16",
-			zones:   1,
-			public:  []string{"10.0.224.0/22"},
-			private: []string{"10.0.0.0/19"},
+			name:     "one zone",
+			cidr:     "10.0.0.0/16",
+			zones:    1,
+			public:   []string{"10.0.224.0/22"},
+			private:  []string{"10.0.0.0/19"},
+			isolated: []string{"10.0.192.0/22"},
 		},
 		{
 			name:  "six zones",
@@ -43,13 +46,18 @@ func TestPlanLayout(t *testing.T) {
 				"172.16.0.0/23", "172.16.2.0/23", "172.16.4.0/23",
 				"172.16.6.0/23", "172.16.8.0/23", "172.16.10.0/23",
 			},
+			isolated: []string{
+				"172.16.12.0/26", "172.16.12.64/26", "172.16.12.128/26",
+				"172.16.12.192/26", "172.16.13.0/26", "172.16.13.64/26",
+			},
 		},
 		{
-			name:    "smallest VPC gives /28 public subnets",
-			cidr:    "192.168.4.0/22",
-			zones:   2,
-			public:  []string{"192.168.7.128/28", "192.168.7.144/28"},
-			private: []string{"192.168.4.0/25", "192.168.4.128/25"},
+			name:     "smallest VPC gives /28 public subnets",
+			cidr:     "192.168.4.0/22",
+			zones:    2,
+			public:   []string{"192.168.7.128/28", "192.168.7.144/28"},
+			private:  []string{"192.168.4.0/25", "192.168.4.128/25"},
+			isolated: []string{"192.168.7.0/28", "192.168.7.16/28"},
 		},
 	}
 	for _, tt := range tests {
@@ -68,6 +76,9 @@ func TestPlanLayout(t *testing.T) {
 			if diff := cmp.Diff(tt.private, strs(l.Private)); diff != "" {
 				t.Errorf("private subnets (-want +got):\n%s", diff)
 			}
+			if diff := cmp.Diff(tt.isolated, strs(l.Isolated)); diff != "" {
+				t.Errorf("isolated subnets (-want +got):\n%s", diff)
+			}
 			if l.Zones() != tt.zones {
 				t.Errorf("Zones() = %d, want %d", l.Zones(), tt.zones)
 			}
@@ -80,7 +91,7 @@ func TestPlanLayout(t *testing.T) {
 // no two subnets overlap, which AWS would reject at create time.
 func checkDisjointInside(t *testing.T, l Layout) {
 	t.Helper()
-	all := append(append([]netip.Prefix{}, l.Public...), l.Private...)
+	all := append(append(append([]netip.Prefix{}, l.Public...), l.Private...), l.Isolated...)
 	for i, a := range all {
 		if !l.VPC.Contains(a.Addr()) || a.Bits() < l.VPC.Bits() {
 			t.Errorf("subnet %s is not inside VPC %s", a, l.VPC)
