@@ -1,19 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,103 +15,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testinfra.Main(m) }
-
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	return filepath.Join(testinfra.ServiceBinaries(t), name)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects a process's output for the failure report.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type proc struct {
-	name string
-	url  string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan error
-}
-
-func start(t *testing.T, name string, env map[string]string) *proc {
-	t.Helper()
-	port := freePort(t)
-	env["HOST"], env["PORT"] = "127.0.0.1", fmt.Sprint(port)
-	cmd := exec.Command(binary(t, name))
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	p := &proc{name: name, url: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.out)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never became ready:\n%s", name, p.out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop sends SIGTERM and expects a clean exit.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("%s exited with %v after SIGTERM, want 0:\n%s", p.name, err, p.out)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not exit within 20s of SIGTERM", p.name)
-	}
-}
 
 type claim struct {
 	ID     string `json:"id"`
@@ -178,10 +75,6 @@ func waitForNotification(t *testing.T, notificationsURL, claimID, status string)
 
 func TestClaimToNotification(t *testing.T) {
 	redisURL := testinfra.RedisURL(t)
-	identity := func(env map[string]string) map[string]string {
-		env["TANDEM_REGION"], env["TANDEM_COLOR"], env["TANDEM_VERSION"] = "us-east-2", "blue", "e2e"
-		return env
-	}
 	elig := start(t, "eligibility", identity(map[string]string{"DATABASE_URL": testinfra.PostgresDSN(t, "eligibility")}))
 	claims := start(t, "claims", identity(map[string]string{
 		"DATABASE_URL": testinfra.PostgresDSN(t, "claims"), "REDIS_URL": redisURL, "ELIGIBILITY_URL": elig.url,
@@ -231,6 +124,14 @@ func TestMissingEnvironmentFailsFast(t *testing.T) {
 		{name: "eligibility", env: []string{"PORT=8080", "DATABASE_URL=postgres://u@127.0.0.1/db", "TANDEM_FAULT_ERROR_RATE=often"},
 			want: []string{`TANDEM_FAULT_ERROR_RATE="often" is not a fraction`}},
 		{name: "notifications", env: []string{"PORT=0"}, want: []string{`PORT="0" is not a TCP port`, "REDIS_URL is required"}},
+		{name: "claims", env: []string{"PORT=8080", "DATABASE_URL=postgres://u@127.0.0.1/db", "REDIS_URL=redis://127.0.0.1:6379/0",
+			"ELIGIBILITY_URL=http://127.0.0.1:1", "ELIGIBILITY_TIMEOUT=fast", "ELIGIBILITY_RETRIES=-1", "OTEL_TRACES_SAMPLER=sometimes"},
+			want: []string{`ELIGIBILITY_TIMEOUT="fast" is not a duration`, `ELIGIBILITY_RETRIES="-1" is not an integer`, `OTEL_TRACES_SAMPLER="sometimes" is not allowed`}},
+		{name: "notifications", env: []string{"PORT=8080", "DATABASE_URL=postgres://u@127.0.0.1/db", "REDIS_URL=redis://127.0.0.1:6379/0",
+			"NOTIFICATIONS_WEBHOOK_URL=ftp://example.org/in", "STREAM_MAX_DELIVERIES=0"},
+			want: []string{"NOTIFICATIONS_WEBHOOK_URL is not a valid http or https URL", `STREAM_MAX_DELIVERIES="0" is not an integer`}},
+		{name: "eligibility", env: []string{"PORT=8080", "DATABASE_URL=postgres://u@127.0.0.1/db", "ELIGIBILITY_CACHE_TTL=forever"},
+			want: []string{`ELIGIBILITY_CACHE_TTL="forever" is not a duration`}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command(binary(t, tt.name))

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Lookup returns the value of an environment variable and whether it is set.
@@ -64,6 +65,11 @@ func (r *Reader) get(name string) (string, bool) {
 
 func (r *Reader) fail(format string, args ...any) {
 	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+
+// Problem records a problem that spans several variables.
+func (r *Reader) Problem(format string, args ...any) {
+	r.fail(format, args...)
 }
 
 // Err returns an *Error listing every problem seen so far, or nil.
@@ -118,6 +124,35 @@ func (r *Reader) Fraction(name string, def float64) float64 {
 		return def
 	}
 	return f
+}
+
+// Duration reads an optional duration in Go's notation (250ms, 5s, 2m)
+// between lo and hi inclusive.
+func (r *Reader) Duration(name string, def, lo, hi time.Duration) time.Duration {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		r.fail("%s=%q is not a duration between %s and %s: set it to a value such as %s=%s", name, v, lo, hi, name, def)
+		return def
+	}
+	return d
+}
+
+// Int reads an optional integer between lo and hi inclusive.
+func (r *Reader) Int(name string, def, lo, hi int) int {
+	v, ok := r.get(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		r.fail("%s=%q is not an integer between %d and %d: set it to a value such as %s=%d", name, v, lo, hi, name, def)
+		return def
+	}
+	return n
 }
 
 // URL reads a URL whose scheme is one of schemes and that names a host. When
@@ -210,4 +245,10 @@ const redisHint = "a Redis URL such as redis://:password@127.0.0.1:6379/0"
 // ReadRedisURL reads the required REDIS_URL.
 func ReadRedisURL(r *Reader) string {
 	return r.URL("REDIS_URL", true, redisHint, "redis", "rediss")
+}
+
+// ReadOptionalRedisURL reads REDIS_URL for a service that can run without
+// Redis; it returns "" when the variable is unset.
+func ReadOptionalRedisURL(r *Reader) string {
+	return r.URL("REDIS_URL", false, redisHint, "redis", "rediss")
 }

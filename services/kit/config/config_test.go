@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -122,5 +123,45 @@ func TestAddr(t *testing.T) {
 	}
 	if got := (Base{Host: "127.0.0.1", Port: 80}).Addr(); got != "127.0.0.1:80" {
 		t.Errorf("Addr() = %q, want 127.0.0.1:80", got)
+	}
+}
+
+func TestDurationAndInt(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantD   time.Duration
+		wantN   int
+		problem string
+	}{
+		{name: "defaults", env: map[string]string{}, wantD: 5 * time.Second, wantN: 3},
+		{name: "set", env: map[string]string{"D": "250ms", "N": "7"}, wantD: 250 * time.Millisecond, wantN: 7},
+		{name: "zero allowed at the bound", env: map[string]string{"D": "0s", "N": "0"}, wantD: 0, wantN: 0},
+		{name: "not a duration", env: map[string]string{"D": "5"}, wantD: 5 * time.Second, wantN: 3, problem: `D="5" is not a duration between 0s and 1m0s`},
+		{name: "duration too long", env: map[string]string{"D": "2h"}, wantD: 5 * time.Second, wantN: 3, problem: "is not a duration"},
+		{name: "not an integer", env: map[string]string{"N": "many"}, wantD: 5 * time.Second, wantN: 3, problem: `N="many" is not an integer between 0 and 10`},
+		{name: "integer out of range", env: map[string]string{"N": "11"}, wantD: 5 * time.Second, wantN: 3, problem: "is not an integer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := NewReader(MapLookup(tt.env))
+			d := r.Duration("D", 5*time.Second, 0, time.Minute)
+			n := r.Int("N", 3, 0, 10)
+			if d != tt.wantD || n != tt.wantN {
+				t.Errorf("got %s and %d, want %s and %d", d, n, tt.wantD, tt.wantN)
+			}
+			err := r.Err()
+			if tt.problem == "" {
+				if err != nil {
+					t.Fatalf("unexpected problems: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.problem) {
+				t.Errorf("err = %v, want it to contain %q", err, tt.problem)
+			}
+		})
 	}
 }

@@ -18,8 +18,9 @@ import (
 // Connect opens a pool on dsn and waits, with backoff, until the database
 // answers a ping: at start the database may still be booting or failing
 // over. A malformed DSN or rejected credentials fail at once, since waiting
-// cannot fix them.
-func Connect(ctx context.Context, l *slog.Logger, what, dsn string, p retry.Policy) (*pgxpool.Pool, error) {
+// cannot fix them. configure adjusts the pool's configuration before it
+// opens (telemetry.InstrumentPool, say).
+func Connect(ctx context.Context, l *slog.Logger, what, dsn string, p retry.Policy, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// The parse error can quote the DSN, password included.
@@ -31,6 +32,9 @@ func Connect(ctx context.Context, l *slog.Logger, what, dsn string, p retry.Poli
 	cfg.MaxConnLifetime = 30 * time.Minute
 	cfg.MaxConnLifetimeJitter = time.Minute
 	cfg.HealthCheckPeriod = 15 * time.Second
+	for _, c := range configure {
+		c(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open %s pool: %w", what, err)

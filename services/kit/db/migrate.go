@@ -99,7 +99,7 @@ func Migrate(ctx context.Context, l *slog.Logger, pool *pgxpool.Pool, fsys fs.FS
 	if pending, err := pendingMigrations(ms, applied); err != nil {
 		return err
 	} else if len(pending) == 0 {
-		l.Info("schema up to date", "version", ms[len(ms)-1].Version)
+		l.Info("schema up to date", "migration", ms[len(ms)-1].Version)
 		return nil
 	}
 
@@ -122,7 +122,7 @@ func Migrate(ctx context.Context, l *slog.Logger, pool *pgxpool.Pool, fsys fs.FS
 		}
 		for v := range applied {
 			if !slices.ContainsFunc(ms, func(m Migration) bool { return m.Version == v }) {
-				l.Warn("database has a migration this release does not know", "version", v)
+				l.Warn("database has a migration this release does not know", "migration", v)
 			}
 		}
 		for _, m := range pending {
@@ -134,7 +134,7 @@ func Migrate(ctx context.Context, l *slog.Logger, pool *pgxpool.Pool, fsys fs.FS
 			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)", m.Version, m.Checksum); err != nil {
 				return fmt.Errorf("record migration %s: %w", m.Version, err)
 			}
-			l.Info("migration applied", "version", m.Version)
+			l.Info("migration applied", "migration", m.Version)
 		}
 		return nil
 	})

@@ -24,6 +24,22 @@ const (
 	FieldPayload = "payload"
 )
 
+// TraceFields are the W3C trace-context (and baggage) fields an entry may
+// carry, named as the HTTP headers are, so that the consumer's work joins
+// the trace of the request that produced the event.
+var TraceFields = []string{"traceparent", "tracestate", "baggage"}
+
+// TraceCarrier picks an entry's trace-context fields.
+func TraceCarrier(values map[string]any) map[string]string {
+	out := map[string]string{}
+	for _, k := range TraceFields {
+		if v, ok := values[k].(string); ok && v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // ClaimDecided is the claim.decided event.
 type ClaimDecided struct {
 	EventID    string    `json:"eventId"`

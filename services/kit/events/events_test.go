@@ -49,3 +49,17 @@ func TestDecodeClaimDecided(t *testing.T) {
 		})
 	}
 }
+
+func TestTraceCarrierPicksOnlyTraceFields(t *testing.T) {
+	t.Parallel()
+	got := TraceCarrier(map[string]any{
+		"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"tracestate":  "",
+		"payload":     "{}",
+		"baggage":     7,
+	})
+	want := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	if len(got) != len(want) || got["traceparent"] != want["traceparent"] {
+		t.Errorf("TraceCarrier = %v, want %v", got, want)
+	}
+}

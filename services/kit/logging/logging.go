@@ -11,13 +11,17 @@ import (
 	"io"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tandemhq/tandem/services/kit/config"
 )
 
 // New returns a JSON logger writing to w and tagged with the identity the
-// platform gave the process.
+// platform gave the process. A line logged with a context that carries a
+// span (InfoContext and friends) also carries its trace_id and span_id, so
+// that logs and traces of one request can be joined.
 func New(w io.Writer, service string, b config.Base) *slog.Logger {
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+	h := TraceHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return slog.New(h).With(
 		slog.String("service", service),
 		slog.String("region", b.Region),
@@ -45,4 +49,25 @@ func FromContext(ctx context.Context) *slog.Logger {
 // Discard is a logger that writes nothing, for tests that do not look at logs.
 func Discard() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
+}
+
+// TraceHandler wraps h so that records logged with a span in their context
+// carry the span's trace_id and span_id.
+func TraceHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
+
+type traceHandler struct{ slog.Handler }
+
+func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h traceHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return traceHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h traceHandler) WithGroup(name string) slog.Handler {
+	return traceHandler{h.Handler.WithGroup(name)}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tandemhq/tandem/services/kit/config"
 )
 
@@ -38,5 +40,36 @@ func TestFromContext(t *testing.T) {
 	}
 	if FromContext(context.Background()) == nil {
 		t.Error("FromContext returned nil for a bare context")
+	}
+}
+
+func TestLinesInsideASpanCarryTheTraceID(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	l := New(&buf, "claims", config.Base{})
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+
+	l.InfoContext(ctx, "inside")
+	l.With("k", "v").InfoContext(context.Background(), "outside")
+
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2: %s", len(lines), buf.String())
+	}
+	var inside, outside map[string]any
+	if err := json.Unmarshal(lines[0], &inside); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(lines[1], &outside); err != nil {
+		t.Fatal(err)
+	}
+	if inside["trace_id"] != tid.String() || inside["span_id"] != sid.String() {
+		t.Errorf("line logged in a span = %v, want trace_id %s span_id %s", inside, tid, sid)
+	}
+	if _, ok := outside["trace_id"]; ok {
+		t.Errorf("line logged outside any span carries a trace_id: %v", outside)
 	}
 }

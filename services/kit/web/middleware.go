@@ -10,16 +10,19 @@ import (
 
 	"github.com/tandemhq/tandem/services/kit/config"
 	"github.com/tandemhq/tandem/services/kit/logging"
+	"github.com/tandemhq/tandem/services/kit/telemetry"
 )
 
-// Health endpoint paths. The platform's health checks hit them every 500ms,
-// so they are exempt from fault injection and from per-request logging.
+// Platform endpoint paths. The platform's health checks hit the first two
+// every 500ms and a metrics scraper hits the third every few seconds, so
+// they are exempt from fault injection, tracing and per-request logging.
 const (
 	LivenessPath  = "/healthz"
 	ReadinessPath = "/readyz"
+	MetricsPath   = "/metrics"
 )
 
-func isHealthPath(p string) bool { return p == LivenessPath || p == ReadinessPath }
+func isHealthPath(p string) bool { return p == LivenessPath || p == ReadinessPath || p == MetricsPath }
 
 // Identity response headers. The operator's analysis reads them to attribute
 // each response to a region, color and version during a deploy.
@@ -156,8 +159,63 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Stack wraps a service's mux with the middleware every service uses, in the
-// order that matters: identity first so even faults carry it, then logging
-// so injected faults are logged, then fault injection.
-func Stack(mux http.Handler, b config.Base, l *slog.Logger) http.Handler {
-	return Chain(mux, Identity(b), Logging(l), Faults(b.FaultErrorRate, nil))
+// order that matters: identity first so even faults carry it, then tracing
+// so that the request logger sees the span, then logging so injected faults
+// are logged, then fault injection. It also serves /metrics, and answers
+// requests no route matches with a problem document.
+func Stack(mux *http.ServeMux, b config.Base, l *slog.Logger, tel *telemetry.Telemetry) http.Handler {
+	mux.Handle("GET "+MetricsPath, tel.MetricsHandler())
+	return Chain(UnmatchedAsProblems(mux), Identity(b), tel.Middleware, Logging(l), Faults(b.FaultErrorRate, nil))
+}
+
+// UnmatchedAsProblems lets mux answer requests that match no route (404) or
+// match a path with another method (405, with its Allow header), but as
+// application/problem+json documents instead of the mux's plain text.
+func UnmatchedAsProblems(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			telemetry.TagRoute(r.Context(), pattern)
+			mux.ServeHTTP(w, r)
+			return
+		}
+		cw := &captureWriter{header: http.Header{}}
+		h.ServeHTTP(cw, r)
+		switch cw.status {
+		case http.StatusNotFound:
+			WriteProblem(w, NewProblem(http.StatusNotFound, "no route matches %s", r.URL.Path))
+		case http.StatusMethodNotAllowed:
+			allow := cw.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			WriteProblem(w, NewProblem(http.StatusMethodNotAllowed, "%s does not accept %s; allowed: %s", r.URL.Path, r.Method, allow))
+		default:
+			// A redirect (a path that needs cleaning, say): pass it on.
+			for k, v := range cw.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(cw.status)
+			_, _ = w.Write(cw.body)
+		}
+	})
+}
+
+// captureWriter records what the mux's fallback handler would have written.
+type captureWriter struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (c *captureWriter) Header() http.Header { return c.header }
+func (c *captureWriter) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+}
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	c.body = append(c.body, b...)
+	return len(b), nil
 }

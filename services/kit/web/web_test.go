@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/tandemhq/tandem/services/kit/config"
 	"github.com/tandemhq/tandem/services/kit/logging"
+	"github.com/tandemhq/tandem/services/kit/telemetry"
 )
 
 type sample struct {
@@ -169,6 +170,7 @@ func TestReadiness(t *testing.T) {
 	ok := Check{Name: "postgres", Ping: func(context.Context) error { return nil }}
 	down := Check{Name: "redis", Ping: func(context.Context) error { return errors.New("connection refused") }}
 	hung := Check{Name: "slow", Ping: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+	cacheDown := Check{Name: "cache", Optional: true, Ping: func(context.Context) error { return errors.New("connection refused") }}
 
 	tests := []struct {
 		name       string
@@ -184,6 +186,12 @@ func TestReadiness(t *testing.T) {
 		{name: "hung check times out", checks: []Check{hung}, wantStatus: 503,
 			want: Readiness{Status: "unavailable", Checks: []CheckResult{
 				{Name: "slow", Status: "fail", Error: context.DeadlineExceeded.Error()}}}},
+		{name: "optional dependency down degrades", checks: []Check{ok, cacheDown}, wantStatus: 200,
+			want: Readiness{Status: "degraded", Degraded: []string{"cache"}, Checks: []CheckResult{
+				{Name: "postgres", Status: "ok"}, {Name: "cache", Status: "fail", Optional: true, Error: "connection refused"}}}},
+		{name: "required down wins over degraded", checks: []Check{down, cacheDown}, wantStatus: 503,
+			want: Readiness{Status: "unavailable", Degraded: []string{"cache"}, Checks: []CheckResult{
+				{Name: "redis", Status: "fail", Error: "connection refused"}, {Name: "cache", Status: "fail", Optional: true, Error: "connection refused"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,5 +270,73 @@ func TestServeFinishesInFlightRequests(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve returned %v after a clean shutdown", err)
+	}
+}
+
+func TestStackAnswersUnmatchedRoutesWithProblems(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	RegisterHealth(mux)
+	mux.HandleFunc("POST /v1/things", func(w http.ResponseWriter, _ *http.Request) { WriteJSON(w, 201, map[string]bool{"ok": true}) })
+	h := Stack(mux, config.Base{Region: "r", Color: "blue", Version: "v"}, logging.Discard(), telemetry.Discard())
+
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		wantStatus int
+		wantAllow  string
+	}{
+		{name: "matched", method: http.MethodPost, path: "/v1/things", wantStatus: 201},
+		{name: "no such path", method: http.MethodGet, path: "/v1/nothing", wantStatus: 404},
+		{name: "wrong method", method: http.MethodDelete, path: "/v1/things", wantStatus: 405, wantAllow: "POST"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d: %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if tt.wantStatus < 400 {
+				return
+			}
+			if ct := rec.Header().Get("Content-Type"); ct != ProblemContentType {
+				t.Errorf("Content-Type = %q, want %q", ct, ProblemContentType)
+			}
+			var p Problem
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != tt.wantStatus {
+				t.Errorf("body = %s (%v), want a problem with status %d", rec.Body, err, tt.wantStatus)
+			}
+			if got := rec.Header().Get("Allow"); got != tt.wantAllow {
+				t.Errorf("Allow = %q, want %q", got, tt.wantAllow)
+			}
+		})
+	}
+}
+
+func TestStackServesMetricsOfServedRequests(t *testing.T) {
+	t.Parallel()
+	tel, err := telemetry.Setup(t.Context(), telemetry.Config{ServiceName: "things", Sampler: "parentbased_always_on", SamplerArg: 1}, config.Base{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	RegisterHealth(mux)
+	mux.HandleFunc("GET /v1/things", func(w http.ResponseWriter, _ *http.Request) { WriteJSON(w, 200, map[string]bool{"ok": true}) })
+	h := Stack(mux, config.Base{}, logging.Discard(), tel)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/things", nil))
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, MetricsPath, nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics = %d", rec.Code)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{"http_server_request_duration_seconds_count", `http_route="/v1/things"`, "go_goroutines"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

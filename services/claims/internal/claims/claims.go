@@ -83,7 +83,7 @@ const (
 	MaxMemberIDLen        = 64
 	MaxAmountCents        = 1_000_000_000 // $10 million
 	MaxIdempotencyKey     = 255
-	maxHouseholdSize      = 20
+	maxHouseholdSize      = 50
 	maxMonthlyIncomeCents = 1_000_000_000_000
 )
 

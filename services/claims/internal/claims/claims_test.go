@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 		{name: "lower-case state", mutate: func(s *Submission) { s.State = "oh" }, fields: []string{"state"}},
 		{name: "territory", mutate: func(s *Submission) { s.State = "GU" }, fields: []string{"state"}},
 		{name: "household of zero", mutate: func(s *Submission) { s.HouseholdSize = 0 }, fields: []string{"householdSize"}},
+		{name: "household of 50", mutate: func(s *Submission) { s.HouseholdSize = 50 }},
+		{name: "household of 51", mutate: func(s *Submission) { s.HouseholdSize = 51 }, fields: []string{"householdSize"}},
 		{name: "negative income", mutate: func(s *Submission) { s.MonthlyIncomeCents = -5 }, fields: []string{"monthlyIncomeCents"}},
 		{name: "not a date", mutate: func(s *Submission) { s.ServiceDate = "11/02/2026" }, fields: []string{"serviceDate"}},
 		{name: "no such day", mutate: func(s *Submission) { s.ServiceDate = "2026-02-29" }, fields: []string{"serviceDate"}},

@@ -9,6 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tandemhq/tandem/services/claims/internal/eligibility"
 )
@@ -30,14 +34,39 @@ type Service struct {
 	published func()
 	now       func() time.Time
 	l         *slog.Logger
+	tracer    trace.Tracer
+	decisions metric.Int64Counter
+}
+
+// Option adjusts a Service.
+type Option func(*Service)
+
+// WithTelemetry traces re-adjudication passes with tracer and counts
+// decisions with meter.
+func WithTelemetry(tracer trace.Tracer, meter metric.Meter) Option {
+	return func(s *Service) {
+		s.tracer = tracer
+		s.decisions, _ = meter.Int64Counter("claims.decisions",
+			metric.WithDescription("Claim decisions recorded, by status and by how they were reached (submission or re-adjudication)."))
+	}
 }
 
 // NewService returns a Service. published may be nil.
-func NewService(store *Store, elig Eligibility, published func(), l *slog.Logger) *Service {
+func NewService(store *Store, elig Eligibility, published func(), l *slog.Logger, opts ...Option) *Service {
 	if published == nil {
 		published = func() {}
 	}
-	return &Service{store: store, elig: elig, published: published, now: time.Now, l: l}
+	s := &Service{store: store, elig: elig, published: published, now: time.Now, l: l, tracer: noop.NewTracerProvider().Tracer("")}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+func (s *Service) count(ctx context.Context, status, via string) {
+	if s.decisions != nil {
+		s.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String("status", status), attribute.String("via", via)))
+	}
 }
 
 // Submit adjudicates and stores a claim, once per idempotency key. A retry
@@ -83,7 +112,8 @@ func (s *Service) Submit(ctx context.Context, key string, sub Submission) (c Cla
 		return replay(existing, hash)
 	}
 	s.published()
-	s.l.Info("claim stored", "claimId", c.ID, "status", c.Status)
+	s.count(ctx, c.Status, "submission")
+	s.l.InfoContext(ctx, "claim stored", "claimId", c.ID, "status", c.Status)
 	return c, false, nil
 }
 
@@ -108,7 +138,7 @@ func (s *Service) adjudicate(ctx context.Context, c *Claim) error {
 	case errors.As(err, &rejected):
 		return rejected
 	case err != nil:
-		s.l.Warn("eligibility unavailable, pending claim", "claimId", c.ID, "err", err)
+		s.l.WarnContext(ctx, "eligibility unavailable, pending claim", "claimId", c.ID, "err", err)
 		c.Status = StatusPended
 		c.StatusReason = "eligibility could not be determined; the claim will be decided once the eligibility service answers"
 		return nil
@@ -129,6 +159,12 @@ func dollars(cents int64) string {
 	return fmt.Sprintf("$%d.%02d", cents/100, cents%100)
 }
 
+// List returns a page of claims matching f, newest first, and whether more
+// follow.
+func (s *Service) List(ctx context.Context, f Filter) ([]Claim, bool, error) {
+	return s.store.List(ctx, f)
+}
+
 // Get returns the claim with id.
 func (s *Service) Get(ctx context.Context, id string) (Claim, error) {
 	if _, err := uuid.Parse(id); err != nil {
@@ -145,9 +181,11 @@ const ReadjudicateBatch = 20
 // for: the service is still down, so the rest would only feed the breaker.
 func (s *Service) Readjudicate(ctx context.Context) (int, error) {
 	pended, err := s.store.Pended(ctx, ReadjudicateBatch)
-	if err != nil {
+	if err != nil || len(pended) == 0 {
 		return 0, err
 	}
+	ctx, span := s.tracer.Start(ctx, "claims.readjudicate", trace.WithAttributes(attribute.Int("claims.pended", len(pended))))
+	defer span.End()
 	decided := 0
 	for _, c := range pended {
 		next := c
@@ -171,28 +209,40 @@ func (s *Service) Readjudicate(ctx context.Context) (int, error) {
 		if ok {
 			decided++
 			s.published()
-			s.l.Info("pended claim decided", "claimId", next.ID, "status", next.Status)
+			s.count(ctx, next.Status, "readjudication")
+			s.l.InfoContext(ctx, "pended claim decided", "claimId", next.ID, "status", next.Status)
 		}
 	}
 	return decided, nil
 }
 
-// RunReadjudicator runs Readjudicate every interval until ctx is cancelled.
-func (s *Service) RunReadjudicator(ctx context.Context, interval time.Duration) {
+// RunReadjudicator runs Readjudicate every interval, and at once when kick
+// receives (the eligibility breaker closed, say), until ctx is cancelled.
+// A pass that decided a full batch is followed by another at once.
+func (s *Service) RunReadjudicator(ctx context.Context, interval time.Duration, kick <-chan struct{}) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	again := make(chan struct{}, 1)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-kick:
+		case <-again:
 		}
 		// A pass in flight finishes even during shutdown: each decision
 		// is its own transaction, so stopping midway loses nothing, but
 		// finishing avoids a wasted eligibility call.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		if _, err := s.Readjudicate(pctx); err != nil {
+		n, err := s.Readjudicate(pctx)
+		if err != nil {
 			s.l.Warn("re-adjudication pass failed", "err", err)
+		} else if n == ReadjudicateBatch {
+			select {
+			case again <- struct{}{}:
+			default:
+			}
 		}
 		cancel()
 	}

@@ -8,9 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/google/go-cmp/cmp"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/tandemhq/tandem/services/kit/logging"
 )
@@ -188,5 +194,109 @@ func TestBreakerOpensAndRecovers(t *testing.T) {
 	}
 	if c.BreakerOpen() {
 		t.Error("breaker still open after a successful trial call")
+	}
+}
+
+// outcomes reads the claims.eligibility.calls counter by its attributes.
+func outcomes(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "claims.eligibility.calls" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				o, _ := dp.Attributes.Value("outcome")
+				why, _ := dp.Attributes.Value("reason")
+				got[strings.TrimSuffix(o.AsString()+"/"+why.AsString(), "/")] += dp.Value
+			}
+		}
+	}
+	return got
+}
+
+func TestBulkheadBoundsCallsInFlightAndFallsBack(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var inFlight, peak atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		okAnswer(w)
+	}))
+	defer srv.Close()
+	reader := sdkmetric.NewManualReader()
+	o := fastOpts
+	o.Timeout, o.AttemptTimeout = 5*time.Second, 5*time.Second
+	o.MaxConcurrency, o.MaxWait = 2, 20*time.Millisecond
+	o.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
+	c := New(srv.URL, o, logging.Discard())
+
+	results := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := c.Determine(context.Background(), req)
+			results <- err
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for inFlight.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first two calls never reached the server")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A third call finds both slots taken and falls back at once.
+	start := time.Now()
+	_, err := c.Determine(context.Background(), req)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, bulkhead.ErrFull) {
+		t.Fatalf("third call: err = %v, want ErrUnavailable caused by a full bulkhead", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("the fallback took %s", el)
+	}
+	close(release)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Errorf("call inside the bulkhead: %v", err)
+		}
+	}
+	if p := peak.Load(); p != 2 {
+		t.Errorf("peak calls in flight = %d, want 2", p)
+	}
+	want := map[string]int64{"ok": 2, "unavailable/bulkhead_full": 1}
+	if diff := cmp.Diff(want, outcomes(t, reader)); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+}
+
+func TestFallbackReasons(t *testing.T) {
+	t.Parallel()
+	reader := sdkmetric.NewManualReader()
+	o := fastOpts
+	o.BreakerFailures, o.BreakerDelay = 3, time.Minute
+	o.Meter = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
+	srv, _ := script(t, 503)
+	c := New(srv.URL, o, logging.Discard())
+	for range 2 {
+		if _, err := c.Determine(context.Background(), req); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable", err)
+		}
+	}
+	want := map[string]int64{"unavailable/error": 1, "unavailable/breaker_open": 1}
+	if diff := cmp.Diff(want, outcomes(t, reader)); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
 }

@@ -7,6 +7,11 @@
 // An event is marked published only after Redis accepted it; if marking
 // fails the event is published again later. Delivery is therefore at least
 // once and consumers deduplicate on the event id.
+//
+// Each row carries the trace context of the transaction that wrote it. The
+// relay publishes each event under a producer span that continues that
+// trace, and puts the producer span's context in the stream entry, so the
+// consumer's work joins the trace of the request that caused the event.
 package outbox
 
 import (
@@ -18,8 +23,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandemhq/tandem/services/kit/events"
+	"github.com/tandemhq/tandem/services/kit/telemetry"
 )
 
 // Options tune a relay. Zero fields take their defaults.
@@ -38,6 +48,9 @@ type Options struct {
 	// Retention is how long published rows stay in the outbox for
 	// inspection before they are deleted (default 7 days).
 	Retention time.Duration
+	// Telemetry traces publication and counts published events; nil
+	// means telemetry.Discard.
+	Telemetry *telemetry.Telemetry
 }
 
 func (o Options) withDefaults() Options {
@@ -56,21 +69,35 @@ func (o Options) withDefaults() Options {
 	if o.Retention <= 0 {
 		o.Retention = 7 * 24 * time.Hour
 	}
+	if o.Telemetry == nil {
+		o.Telemetry = telemetry.Discard()
+	}
 	return o
 }
 
 // Relay moves outbox rows to the stream.
 type Relay struct {
-	pool *pgxpool.Pool
-	rdb  *redis.Client
-	o    Options
-	l    *slog.Logger
-	wake chan struct{}
+	pool   *pgxpool.Pool
+	rdb    *redis.Client
+	o      Options
+	l      *slog.Logger
+	wake   chan struct{}
+	tracer trace.Tracer
+	// published counts events published; lag measures how long they
+	// waited in the outbox.
+	published metric.Int64Counter
+	lag       metric.Float64Histogram
 }
 
 // New returns a relay.
 func New(pool *pgxpool.Pool, rdb *redis.Client, o Options, l *slog.Logger) *Relay {
-	return &Relay{pool: pool, rdb: rdb, o: o.withDefaults(), l: l, wake: make(chan struct{}, 1)}
+	o = o.withDefaults()
+	r := &Relay{pool: pool, rdb: rdb, o: o, l: l, wake: make(chan struct{}, 1), tracer: o.Telemetry.Tracer("claims.outbox")}
+	m := o.Telemetry.Meter("claims.outbox")
+	r.published, _ = m.Int64Counter("claims.outbox.published", metric.WithDescription("Events published from the outbox to the stream."))
+	r.lag, _ = m.Float64Histogram("claims.outbox.lag", metric.WithUnit("s"),
+		metric.WithDescription("Time from an event's commit to its publication."))
+	return r
 }
 
 // Notify wakes the relay after an event was committed. It never blocks.
@@ -86,7 +113,7 @@ func (r *Relay) Notify() {
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	n := 0
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT seq, event_id::text, event_type, payload::text
+		rows, err := tx.Query(ctx, `SELECT seq, event_id::text, event_type, payload::text, trace_context, created_at
 			FROM outbox WHERE published_at IS NULL
 			ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, r.o.Batch)
 		if err != nil {
@@ -95,11 +122,13 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		type row struct {
 			seq              int64
 			id, typ, payload string
+			trace            map[string]string
+			created          time.Time
 		}
 		var batch []row
 		for rows.Next() {
 			var x row
-			if err := rows.Scan(&x.seq, &x.id, &x.typ, &x.payload); err != nil {
+			if err := rows.Scan(&x.seq, &x.id, &x.typ, &x.payload, &x.trace, &x.created); err != nil {
 				rows.Close()
 				return fmt.Errorf("read outbox row: %w", err)
 			}
@@ -113,16 +142,38 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 			return nil
 		}
 
+		// The batch is one span of its own, linked to every event's
+		// trace; each event gets a producer span in its own trace.
+		links := make([]trace.Link, 0, len(batch))
+		spans := make([]trace.Span, 0, len(batch))
 		pipe := r.rdb.Pipeline()
 		for _, x := range batch {
-			pipe.XAdd(ctx, &redis.XAddArgs{
-				Stream: r.o.Stream,
-				MaxLen: r.o.MaxLen,
-				Approx: true,
-				Values: []string{events.FieldType, x.typ, events.FieldEventID, x.id, events.FieldPayload, x.payload},
-			})
+			ectx, span := r.tracer.Start(r.o.Telemetry.Extract(ctx, x.trace), r.o.Stream+" publish",
+				trace.WithSpanKind(trace.SpanKindProducer),
+				trace.WithAttributes(
+					attribute.String("messaging.system", "redis"),
+					attribute.String("messaging.destination.name", r.o.Stream),
+					attribute.String("messaging.message.id", x.id),
+				))
+			spans = append(spans, span)
+			links = append(links, trace.Link{SpanContext: span.SpanContext()})
+			values := []string{events.FieldType, x.typ, events.FieldEventID, x.id, events.FieldPayload, x.payload}
+			for k, v := range r.o.Telemetry.Inject(ectx) {
+				values = append(values, k, v)
+			}
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.o.Stream, MaxLen: r.o.MaxLen, Approx: true, Values: values})
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
+		bctx, batchSpan := r.tracer.Start(ctx, "claims.outbox.relay", trace.WithLinks(links...),
+			trace.WithAttributes(attribute.Int("claims.outbox.batch", len(batch))))
+		_, err = pipe.Exec(bctx)
+		for _, span := range spans {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
+		batchSpan.End()
+		if err != nil {
 			// Nothing is marked, so the whole batch goes again; entries
 			// that did reach the stream become duplicates, which
 			// consumers absorb.
@@ -136,6 +187,10 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 			return fmt.Errorf("mark outbox batch published: %w", err)
 		}
 		n = len(batch)
+		r.published.Add(ctx, int64(n))
+		for _, x := range batch {
+			r.lag.Record(ctx, time.Since(x.created).Seconds())
+		}
 		return nil
 	})
 	if err != nil {

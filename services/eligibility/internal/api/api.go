@@ -2,6 +2,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -13,10 +14,15 @@ import (
 // through the region's proxy.
 const DeterminationsPath = "/v1/eligibility/determinations"
 
+// Determiner decides requests.
+type Determiner interface {
+	Determine(ctx context.Context, req rules.Request) (rules.Determination, error)
+}
+
 // Register adds the eligibility routes to mux.
-func Register(mux *http.ServeMux, table *rules.Table) {
+func Register(mux *http.ServeMux, d Determiner) {
 	mux.Handle("POST "+DeterminationsPath, web.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		return determine(w, r, table)
+		return determine(w, r, d)
 	}))
 }
 
@@ -29,10 +35,12 @@ type determinationRequest struct {
 	MonthlyIncomeCents *int64  `json:"monthlyIncomeCents"`
 }
 
-func determine(w http.ResponseWriter, r *http.Request, table *rules.Table) error {
+// DecodeRequest strictly decodes a determination request body and checks
+// that every field is present; the rules validate the values.
+func DecodeRequest(w http.ResponseWriter, r *http.Request) (rules.Request, error) {
 	var body determinationRequest
 	if err := web.DecodeJSON(w, r, &body, web.DefaultMaxBody); err != nil {
-		return err
+		return rules.Request{}, err
 	}
 	var missing []web.FieldError
 	for _, f := range []struct {
@@ -49,14 +57,22 @@ func determine(w http.ResponseWriter, r *http.Request, table *rules.Table) error
 		}
 	}
 	if len(missing) > 0 {
-		return web.Invalid(missing...)
+		return rules.Request{}, web.Invalid(missing...)
 	}
-	d, err := table.Determine(rules.Request{
+	return rules.Request{
 		Program:            *body.Program,
 		State:              *body.State,
 		HouseholdSize:      *body.HouseholdSize,
 		MonthlyIncomeCents: *body.MonthlyIncomeCents,
-	})
+	}, nil
+}
+
+func determine(w http.ResponseWriter, r *http.Request, dt Determiner) error {
+	req, err := DecodeRequest(w, r)
+	if err != nil {
+		return err
+	}
+	d, err := dt.Determine(r.Context(), req)
 	var invalid *rules.InvalidError
 	switch {
 	case errors.As(err, &invalid):
@@ -66,7 +82,7 @@ func determine(w http.ResponseWriter, r *http.Request, table *rules.Table) error
 		}
 		return web.Invalid(fields...)
 	case errors.Is(err, rules.ErrNoRuleSet):
-		return web.NewProblem(http.StatusServiceUnavailable, "no %s rule set is in effect yet", *body.Program)
+		return web.NewProblem(http.StatusServiceUnavailable, "no %s rule set is in effect yet", req.Program)
 	case err != nil:
 		return err
 	}

@@ -36,7 +36,11 @@ var regions = []string{RegionContiguous, RegionAlaska, RegionHawaii}
 // Request bounds.
 const (
 	MinHouseholdSize = 1
-	MaxHouseholdSize = 20
+	// MaxHouseholdSize is far above any household on record; it exists
+	// to catch typos (40 for 4) and keeps every sum in range. The limits
+	// are complete for every size up to it: the tables list 1 to 8 and
+	// add a fixed amount for each further member.
+	MaxHouseholdSize = 50
 	// MaxMonthlyIncomeCents ($10 billion a month) keeps the percentage
 	// arithmetic inside int64; no real applicant comes near it.
 	MaxMonthlyIncomeCents = 1_000_000_000_000
@@ -265,11 +269,23 @@ func Validate(req Request) error {
 // ErrNoRuleSet means no rule set for the program has started yet.
 var ErrNoRuleSet = errors.New("no rule set is in effect")
 
+// Basis is what one determination rests on: the rule set in effect for the
+// program and the figures it gives for the household's guideline region
+// and size. The in-memory Table and the database Store both produce one,
+// and Decide turns it into a determination, so the two cannot disagree on
+// the arithmetic.
+type Basis struct {
+	RuleSet       string
+	GuidelineYear int
+	// LimitCents is the monthly income limit for the household's size.
+	LimitCents int64
+	// GuidelineAnnualCents is the poverty guideline for the household's
+	// size, the denominator of fplPercent.
+	GuidelineAnnualCents int64
+}
+
 // Determine decides req. A household is eligible when its gross monthly
 // income is at or below the limit.
-//
-// fplPercent is annual income (monthly x 12) as a percentage of the annual
-// poverty guideline for the household, rounded half up to one decimal.
 func (t *Table) Determine(req Request) (Determination, error) {
 	if err := Validate(req); err != nil {
 		return Determination{}, err
@@ -279,19 +295,29 @@ func (t *Table) Determine(req Request) (Determination, error) {
 		return Determination{}, fmt.Errorf("%s: %w", req.Program, ErrNoRuleSet)
 	}
 	region := t.states[req.State]
-	limit := rs.Limits[region].MonthlyCents(req.HouseholdSize)
-	guideline := t.guidelines[guidelineKey(rs.GuidelineYear, region)].AnnualCents(req.HouseholdSize)
+	return Decide(req, Basis{
+		RuleSet:              rs.Name,
+		GuidelineYear:        rs.GuidelineYear,
+		LimitCents:           rs.Limits[region].MonthlyCents(req.HouseholdSize),
+		GuidelineAnnualCents: t.guidelines[guidelineKey(rs.GuidelineYear, region)].AnnualCents(req.HouseholdSize),
+	}), nil
+}
+
+// Decide applies b to a valid request. fplPercent is annual income
+// (monthly x 12) as a percentage of the annual poverty guideline for the
+// household, rounded half up to one decimal.
+func Decide(req Request, b Basis) Determination {
 	return Determination{
-		Eligible:           req.MonthlyIncomeCents <= limit,
+		Eligible:           req.MonthlyIncomeCents <= b.LimitCents,
 		Program:            req.Program,
 		State:              req.State,
 		HouseholdSize:      req.HouseholdSize,
 		MonthlyIncomeCents: req.MonthlyIncomeCents,
-		IncomeLimitCents:   limit,
-		FPLPercent:         percentOneDecimal(req.MonthlyIncomeCents*12, guideline),
-		GuidelineYear:      rs.GuidelineYear,
-		RuleSet:            rs.Name,
-	}, nil
+		IncomeLimitCents:   b.LimitCents,
+		FPLPercent:         percentOneDecimal(req.MonthlyIncomeCents*12, b.GuidelineAnnualCents),
+		GuidelineYear:      b.GuidelineYear,
+		RuleSet:            b.RuleSet,
+	}
 }
 
 // percentOneDecimal returns num/den x 100 rounded half up to one decimal,

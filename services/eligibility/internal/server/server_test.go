@@ -8,21 +8,27 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tandemhq/tandem/internal/testinfra"
+	"github.com/tandemhq/tandem/services/eligibility/internal/determine"
 	"github.com/tandemhq/tandem/services/eligibility/internal/rules"
 	"github.com/tandemhq/tandem/services/eligibility/internal/schema"
 	"github.com/tandemhq/tandem/services/kit/config"
 	"github.com/tandemhq/tandem/services/kit/db"
 	"github.com/tandemhq/tandem/services/kit/logging"
 	"github.com/tandemhq/tandem/services/kit/retry"
+	"github.com/tandemhq/tandem/services/kit/telemetry"
+	"github.com/tandemhq/tandem/services/kit/usstates"
 	"github.com/tandemhq/tandem/services/kit/web"
 )
 
@@ -38,10 +44,15 @@ var identity = config.Base{Region: "us-east-2", Color: "green", Version: "v42"}
 type fixture struct {
 	dsn     string
 	pool    *pgxpool.Pool
+	rdb     *redis.Client // nil without the cache
+	svc     *determine.Service
+	tel     *telemetry.Telemetry
 	handler http.Handler
 }
 
-func setup(t *testing.T) fixture {
+// setup migrates a fresh database and builds the handler; with cache set,
+// determinations are cached in a Redis database of the test's own.
+func setup(t *testing.T, cache bool) fixture {
 	t.Helper()
 	dsn := testinfra.PostgresDSN(t, "eligibility")
 	pool, err := db.Connect(t.Context(), logging.Discard(), "eligibility", dsn, quick)
@@ -52,11 +63,30 @@ func setup(t *testing.T) fixture {
 	if err := db.Migrate(t.Context(), logging.Discard(), pool, schema.Migrations()); err != nil {
 		t.Fatal(err)
 	}
-	table, err := rules.Load(t.Context(), pool, fy2026)
+	if _, err := rules.Load(t.Context(), pool, fy2026); err != nil {
+		t.Fatal(err)
+	}
+	tel, err := telemetry.Setup(t.Context(), telemetry.Config{ServiceName: Name, Sampler: "parentbased_always_on", SamplerArg: 1}, identity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixture{dsn: dsn, pool: pool, handler: Handler(identity, logging.Discard(), pool, table)}
+	f := fixture{dsn: dsn, pool: pool, tel: tel}
+	o := determine.Options{Now: fy2026, Meter: tel.Meter(Name)}
+	if cache {
+		opts, err := redis.ParseURL(testinfra.RedisURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.rdb = redis.NewClient(opts)
+		t.Cleanup(func() { _ = f.rdb.Close() })
+		o.Redis, o.TTL = f.rdb, time.Minute
+	}
+	f.svc = determine.New(rules.NewStore(pool, pool), o, logging.Discard())
+	if err := f.svc.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	f.handler = Handler(identity, logging.Discard(), tel, f.svc, Checks(pool, pool, f.svc)...)
+	return f
 }
 
 func post(t *testing.T, h http.Handler, body string) *httptest.ResponseRecorder {
@@ -68,7 +98,7 @@ func post(t *testing.T, h http.Handler, body string) *httptest.ResponseRecorder 
 	return rec
 }
 
-func determine(t *testing.T, h http.Handler, program, state string, size int, income int64) rules.Determination {
+func decide(t *testing.T, h http.Handler, program, state string, size int, income int64) rules.Determination {
 	t.Helper()
 	rec := post(t, h, fmt.Sprintf(`{"program":%q,"state":%q,"householdSize":%d,"monthlyIncomeCents":%d}`, program, state, size, income))
 	if rec.Code != http.StatusOK {
@@ -81,61 +111,129 @@ func determine(t *testing.T, h http.Handler, program, state string, size int, in
 	return d
 }
 
-// TestPublishedFigures checks the seeded limits against the published
-// tables, at the limit and one dollar above it.
-func TestPublishedFigures(t *testing.T) {
-	t.Parallel()
-	f := setup(t)
-	tests := []struct {
-		program   string
-		state     string
-		size      int
-		wantLimit int64
-	}{
-		// USDA FNS FY 2026 gross monthly limits (130% of poverty).
-		{"snap", "OH", 1, 169600},
-		{"snap", "DC", 2, 229200},
-		{"snap", "OH", 4, 348300},
-		{"snap", "CA", 8, 586700},
-		{"snap", "TX", 10, 586700 + 2*59600},
-		{"snap", "AK", 1, 211800},
-		{"snap", "AK", 4, 435400},
-		{"snap", "AK", 8, 733600},
-		{"snap", "AK", 9, 733600 + 74600},
-		{"snap", "HI", 1, 194900},
-		{"snap", "HI", 3, 332100},
-		{"snap", "HI", 8, 675000},
-		{"snap", "HI", 20, 675000 + 12*68600},
-		// Medicaid expansion adults: 2025 guideline x 1.38 / 12.
-		{"medicaid", "OH", 1, 179975}, // $15,650
-		{"medicaid", "OH", 4, 369725}, // $32,150
-		{"medicaid", "NY", 9, 685975}, // $59,650
-		{"medicaid", "AK", 1, 224825}, // $19,550
-		{"medicaid", "AK", 5, 541305}, // $47,070
-		{"medicaid", "HI", 3, 352475}, // $30,650
-		{"medicaid", "HI", 8, 716450}, // $62,300
+// region is the guideline region of a USPS code.
+func region(state string) string {
+	switch state {
+	case "AK":
+		return rules.RegionAlaska
+	case "HI":
+		return rules.RegionHawaii
 	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%s/%s/%d", tt.program, tt.state, tt.size), func(t *testing.T) {
-			t.Parallel()
-			at := determine(t, f.handler, tt.program, tt.state, tt.size, tt.wantLimit)
-			if at.IncomeLimitCents != tt.wantLimit {
-				t.Fatalf("incomeLimitCents = %d, want %d", at.IncomeLimitCents, tt.wantLimit)
+	return rules.RegionContiguous
+}
+
+// snapFY2026 is USDA FNS's FY 2026 table of SNAP gross monthly income
+// limits (130 percent of poverty), in whole dollars, as published for
+// October 1, 2025 through September 30, 2026: households of one to eight,
+// then the amount each additional member adds. It is typed from the
+// published table, not computed, so that it checks the seeded rules and
+// their rounding (each size is rounded up separately, which is why the
+// rows do not differ by a constant).
+var snapFY2026 = map[string]struct {
+	bySize     [8]int64
+	additional int64
+}{
+	rules.RegionContiguous: {[8]int64{1696, 2292, 2888, 3483, 4079, 4675, 5271, 5867}, 596},
+	rules.RegionAlaska:     {[8]int64{2118, 2864, 3609, 4354, 5100, 5845, 6590, 7336}, 746},
+	rules.RegionHawaii:     {[8]int64{1949, 2635, 3321, 4007, 4692, 5378, 6064, 6750}, 686},
+}
+
+// TestSNAPGrossIncomeLimitsFY2026 checks every state and DC, households
+// of one to twelve, at the published limit (eligible) and one dollar above
+// it (not eligible), once from the database and once more from the cache.
+func TestSNAPGrossIncomeLimitsFY2026(t *testing.T) {
+	t.Parallel()
+	f := setup(t, true)
+	for pass, source := range []string{"database", "cache"} {
+		for _, state := range usstates.Codes() {
+			row := snapFY2026[region(state)]
+			for size := 1; size <= 12; size++ {
+				limit := row.bySize[min(size, 8)-1] + int64(max(size-8, 0))*row.additional
+				at := decide(t, f.handler, "snap", state, size, limit*100)
+				above := decide(t, f.handler, "snap", state, size, (limit+1)*100)
+				if at.IncomeLimitCents != limit*100 || !at.Eligible || above.Eligible {
+					t.Errorf("%s: snap %s household of %d: limit %d eligible at limit %v, one dollar above %v; want limit %d, true, false",
+						source, state, size, at.IncomeLimitCents, at.Eligible, above.Eligible, limit*100)
+				}
+				if at.RuleSet != "snap-gross-130-fy2026" || at.GuidelineYear != 2025 {
+					t.Errorf("%s: snap %s %d decided under %s (%d)", source, state, size, at.RuleSet, at.GuidelineYear)
+				}
 			}
-			if !at.Eligible {
-				t.Errorf("income exactly at the limit must be eligible")
+		}
+		if pass == 0 && t.Failed() {
+			return
+		}
+	}
+}
+
+// hhs2025 is the 2025 HHS poverty guideline in dollars a year: the amount
+// for one person and for each additional person, per guideline region
+// (90 FR 5917).
+var hhs2025 = map[string][2]int64{
+	rules.RegionContiguous: {15650, 5500},
+	rules.RegionAlaska:     {19550, 6880},
+	rules.RegionHawaii:     {17990, 6330},
+}
+
+// TestMedicaidExpansionLimitIs138PercentOfHHS2025 computes the monthly
+// limit from the guidelines (annual x 1.38 / 12, in cents, never above
+// 138 percent) and checks the service against it for every state and DC
+// and households of one to twelve.
+func TestMedicaidExpansionLimitIs138PercentOfHHS2025(t *testing.T) {
+	t.Parallel()
+	f := setup(t, false)
+	for _, state := range usstates.Codes() {
+		g := hhs2025[region(state)]
+		for size := 1; size <= 12; size++ {
+			annualCents := (g[0] + int64(size-1)*g[1]) * 100
+			limit := annualCents * 138 / 1200
+			at := decide(t, f.handler, "medicaid", state, size, limit)
+			above := decide(t, f.handler, "medicaid", state, size, limit+100)
+			if at.IncomeLimitCents != limit || !at.Eligible || above.Eligible {
+				t.Errorf("medicaid %s household of %d: limit %d eligible at limit %v, one dollar above %v; want limit %d, true, false",
+					state, size, at.IncomeLimitCents, at.Eligible, above.Eligible, limit)
 			}
-			above := determine(t, f.handler, tt.program, tt.state, tt.size, tt.wantLimit+100)
-			if above.Eligible {
-				t.Errorf("income one dollar above the limit must not be eligible")
+			if at.FPLPercent != 138 {
+				t.Errorf("medicaid %s household of %d: fplPercent at the limit = %v, want 138", state, size, at.FPLPercent)
 			}
-		})
+		}
+	}
+}
+
+// TestDatabaseAnswersMatchTheCheckedTable compares the per-request
+// database path with the table the service validates at start, for every
+// program, state and household size.
+func TestDatabaseAnswersMatchTheCheckedTable(t *testing.T) {
+	t.Parallel()
+	f := setup(t, false)
+	table, err := rules.Load(t.Context(), f.pool, fy2026)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := rules.NewStore(f.pool, f.pool)
+	for _, program := range []string{rules.ProgramSNAP, rules.ProgramMedicaid} {
+		for _, state := range usstates.Codes() {
+			for size := rules.MinHouseholdSize; size <= rules.MaxHouseholdSize; size += 7 {
+				req := rules.Request{Program: program, State: state, HouseholdSize: size, MonthlyIncomeCents: 300000}
+				want, err := table.Determine(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _, err := store.Determine(t.Context(), req, fy2026())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("%+v (-table +database):\n%s", req, diff)
+				}
+			}
+		}
 	}
 }
 
 func TestDeterminationBody(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
+	f := setup(t, false)
 	rec := post(t, f.handler, `{"program":"snap","state":"OH","householdSize":4,"monthlyIncomeCents":250000}`)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
@@ -162,7 +260,7 @@ func TestDeterminationBody(t *testing.T) {
 
 func TestInvalidRequests(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
+	f := setup(t, false)
 	tests := []struct {
 		name       string
 		body       string
@@ -176,7 +274,7 @@ func TestInvalidRequests(t *testing.T) {
 			wantStatus: 422, wantFields: []string{"state"}, wantDetail: "territories"},
 		{name: "household too small", body: `{"program":"snap","state":"OH","householdSize":0,"monthlyIncomeCents":0}`,
 			wantStatus: 422, wantFields: []string{"householdSize"}},
-		{name: "household too large", body: `{"program":"snap","state":"OH","householdSize":21,"monthlyIncomeCents":0}`,
+		{name: "household too large", body: `{"program":"snap","state":"OH","householdSize":51,"monthlyIncomeCents":0}`,
 			wantStatus: 422, wantFields: []string{"householdSize"}},
 		{name: "negative income", body: `{"program":"medicaid","state":"OH","householdSize":1,"monthlyIncomeCents":-1}`,
 			wantStatus: 422, wantFields: []string{"monthlyIncomeCents"}},
@@ -221,7 +319,7 @@ func TestInvalidRequests(t *testing.T) {
 
 func TestReadinessFollowsTheDatabase(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
+	f := setup(t, false)
 	probe := func() (int, web.Readiness) {
 		rec := httptest.NewRecorder()
 		f.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, web.ReadinessPath, nil))
@@ -276,7 +374,8 @@ func TestRun(t *testing.T) {
 	_ = ln.Close()
 	env := config.MapLookup(map[string]string{
 		"HOST": "127.0.0.1", "PORT": fmt.Sprint(addr.Port),
-		"DATABASE_URL":  testinfra.PostgresDSN(t, "eligibility"),
+		"DATABASE_URL": testinfra.PostgresDSN(t, "eligibility"),
+		"REDIS_URL":    testinfra.RedisURL(t), "ELIGIBILITY_CACHE_TTL": "30s",
 		"TANDEM_REGION": "us-west-2", "TANDEM_COLOR": "blue", "TANDEM_VERSION": "v1",
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -322,4 +421,155 @@ func TestRun(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after cancellation")
 	}
+}
+
+func scrape(t *testing.T, c *http.Client, base string) string {
+	t.Helper()
+	resp, err := c.Get(base + web.MetricsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func metricsOf(t *testing.T, h http.Handler) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, web.MetricsPath, nil))
+	return rec.Body.String()
+}
+
+func cachedKeys(t *testing.T, rdb *redis.Client) []string {
+	t.Helper()
+	keys, err := rdb.Keys(t.Context(), determine.KeyPrefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestRuleChangeInvalidatesCachedDeterminations changes a limit in the
+// rule tables under a running service: the trigger announces a new
+// revision, the service stops reading the old answers at once, deletes
+// them, and answers from the new figures.
+func TestRuleChangeInvalidatesCachedDeterminations(t *testing.T) {
+	t.Parallel()
+	f := setup(t, true)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.svc.Run(ctx, func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, f.dsn) })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	before := decide(t, f.handler, "snap", "OH", 1, 169600)
+	if !before.Eligible || before.IncomeLimitCents != 169600 {
+		t.Fatalf("before the change: %+v", before)
+	}
+	decide(t, f.handler, "snap", "OH", 1, 169600)
+	if m := metricsOf(t, f.handler); !strings.Contains(m, `eligibility_cache_operations_total{result="hit"} 1`) {
+		t.Fatalf("the repeated determination was not a cache hit:\n%s", grep(m, "eligibility_cache"))
+	}
+	if keys := cachedKeys(t, f.rdb); len(keys) != 1 {
+		t.Fatalf("cached keys = %v, want one", keys)
+	}
+	rev := f.svc.Revision()
+
+	// A correction lowers the limit for a household of one by $10.
+	if _, err := f.pool.Exec(t.Context(), `UPDATE income_limits SET monthly_limit_cents = 168600
+		WHERE rule_set = 'snap-gross-130-fy2026' AND region = 'contiguous' AND household_size = 1`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new revision", func() bool { return f.svc.Revision() > rev })
+	after := decide(t, f.handler, "snap", "OH", 1, 169600)
+	if after.Eligible || after.IncomeLimitCents != 168600 {
+		t.Fatalf("after the change: %+v, want the new limit 168600 and not eligible", after)
+	}
+	waitFor(t, "the stale answer to be deleted", func() bool {
+		for _, k := range cachedKeys(t, f.rdb) {
+			if strings.Contains(k, fmt.Sprintf(":r%d:", rev)) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestRevisionReadWithAnAnswerAdvancesTheCache covers a missed
+// notification: an answer read at a newer revision than the instance knows
+// moves the instance to that revision.
+func TestRevisionReadWithAnAnswerAdvancesTheCache(t *testing.T) {
+	t.Parallel()
+	f := setup(t, true)
+	rev := f.svc.Revision()
+	if _, err := f.pool.Exec(t.Context(), `UPDATE rule_sets SET source = source || ' (reviewed)' WHERE program = 'medicaid'`); err != nil {
+		t.Fatal(err)
+	}
+	decide(t, f.handler, "medicaid", "TX", 2, 100000)
+	if got := f.svc.Revision(); got != rev+1 {
+		t.Fatalf("revision = %d after an answer read at %d, want %d", got, rev+1, rev+1)
+	}
+	keys := cachedKeys(t, f.rdb)
+	if len(keys) != 1 || !strings.Contains(keys[0], fmt.Sprintf(":r%d:", rev+1)) {
+		t.Fatalf("cached keys = %v, want one under revision %d", keys, rev+1)
+	}
+}
+
+// TestCacheOutageDegradesButAnswers points the cache at a port where no
+// Redis listens: determinations still come from the database, and
+// readiness reports the cache as a degraded dependency without failing.
+func TestCacheOutageDegradesButAnswers(t *testing.T) {
+	t.Parallel()
+	f := setup(t, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 50 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	svc := determine.New(rules.NewStore(f.pool, f.pool), determine.Options{Redis: rdb, TTL: time.Minute, Now: fy2026}, logging.Discard())
+	if err := svc.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	h := Handler(identity, logging.Discard(), f.tel, svc, Checks(f.pool, f.pool, svc)...)
+	for i := range 8 {
+		if d := decide(t, h, "snap", "HI", 3, 332100); !d.Eligible || d.IncomeLimitCents != 332100 {
+			t.Fatalf("determination %d with the cache down: %+v", i, d)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, web.ReadinessPath, nil))
+	var rd web.Readiness
+	if err := json.Unmarshal(rec.Body.Bytes(), &rd); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusOK || rd.Status != web.StatusDegraded || !slices.Equal(rd.Degraded, []string{"redis"}) {
+		t.Fatalf("readyz = %d %+v, want 200 degraded by redis", rec.Code, rd)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func grep(s, substr string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -7,7 +7,13 @@
 // loses. Entries that another consumer read but never acknowledged (it
 // crashed, or its task was replaced during a deploy) are claimed after
 // they have been idle for a while. Entries that can never be processed go
-// to a dead-letter stream instead of blocking the group.
+// to a dead-letter stream instead of blocking the group: unreadable ones at
+// once, and any entry that has been delivered MaxDeliveries times without
+// being processed. Retries only happen while the store answers, so an
+// outage of the database does not use up the entries' deliveries.
+//
+// Each entry carries the trace context of the relay's publication; its
+// processing is a consumer span in that trace.
 package consumer
 
 import (
@@ -20,8 +26,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tandemhq/tandem/services/kit/events"
+	"github.com/tandemhq/tandem/services/kit/telemetry"
 	"github.com/tandemhq/tandem/services/notifications/internal/notify"
 )
 
@@ -53,6 +64,16 @@ type Options struct {
 	// ReclaimEvery is how often pending entries are retried and idle ones
 	// claimed (default 5s).
 	ReclaimEvery time.Duration
+	// MaxDeliveries is how many times an entry is delivered before it is
+	// moved to the dead-letter stream unprocessed (default 5).
+	MaxDeliveries int64
+	// Ready reports whether the store can take work; pending entries are
+	// not retried (and so do not use up deliveries) while it fails. Nil
+	// means always ready.
+	Ready func(context.Context) error
+	// Telemetry traces processing and counts outcomes; nil means
+	// telemetry.Discard.
+	Telemetry *telemetry.Telemetry
 }
 
 func (o Options) withDefaults() Options {
@@ -74,6 +95,15 @@ func (o Options) withDefaults() Options {
 	if o.ReclaimEvery <= 0 {
 		o.ReclaimEvery = 5 * time.Second
 	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 5
+	}
+	if o.Ready == nil {
+		o.Ready = func(context.Context) error { return nil }
+	}
+	if o.Telemetry == nil {
+		o.Telemetry = telemetry.Discard()
+	}
 	return o
 }
 
@@ -90,16 +120,26 @@ func ConsumerName(region, color string) string {
 
 // Consumer processes the stream.
 type Consumer struct {
-	rdb *redis.Client
-	rec Recorder
-	o   Options
-	l   *slog.Logger
+	rdb      *redis.Client
+	rec      Recorder
+	o        Options
+	l        *slog.Logger
+	tracer   trace.Tracer
+	outcomes metric.Int64Counter
 }
 
 // New returns a consumer.
 func New(rdb *redis.Client, rec Recorder, o Options, l *slog.Logger) *Consumer {
 	o = o.withDefaults()
-	return &Consumer{rdb: rdb, rec: rec, o: o, l: l.With("stream", o.Stream, "group", o.Group, "consumer", o.Name)}
+	c := &Consumer{rdb: rdb, rec: rec, o: o, l: l.With("stream", o.Stream, "group", o.Group, "consumer", o.Name),
+		tracer: o.Telemetry.Tracer("notifications.consumer")}
+	c.outcomes, _ = o.Telemetry.Meter("notifications.consumer").Int64Counter("notifications.stream.entries",
+		metric.WithDescription("Stream entries handled, by outcome: stored, redelivered, duplicate, ignored, dead_lettered or failed."))
+	return c
+}
+
+func (c *Consumer) count(ctx context.Context, outcome string) {
+	c.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome)))
 }
 
 // EnsureGroup creates the consumer group, reading from the start of the
@@ -121,7 +161,7 @@ func (c *Consumer) ReadNew(ctx context.Context) (int, error) {
 // RetryOwn processes entries delivered to this consumer but not yet
 // acknowledged, e.g. because the database was down when they arrived.
 func (c *Consumer) RetryOwn(ctx context.Context) (int, error) {
-	return c.read(ctx, "0", -1)
+	return c.retryPending(ctx, c.o.Name, 0)
 }
 
 func (c *Consumer) read(ctx context.Context, id string, block time.Duration) (int, error) {
@@ -149,27 +189,59 @@ func (c *Consumer) read(ctx context.Context, id string, block time.Duration) (in
 // Reclaim claims entries that other consumers have left unacknowledged for
 // longer than MinIdle and processes them.
 func (c *Consumer) Reclaim(ctx context.Context) (int, error) {
-	start, acked := "0-0", 0
+	return c.retryPending(ctx, "", c.o.MinIdle)
+}
+
+// retryPending claims the group's pending entries idle for at least
+// minIdle (only owner's, when owner is set) and processes them. Claiming
+// counts a delivery; an entry already delivered MaxDeliveries times goes to
+// the dead-letter stream instead.
+func (c *Consumer) retryPending(ctx context.Context, owner string, minIdle time.Duration) (int, error) {
+	start, acked := "-", 0
 	for {
-		msgs, next, err := c.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Name,
-			MinIdle: c.o.MinIdle, Start: start, Count: c.o.Count,
+		pend, err := c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: c.o.Stream, Group: c.o.Group, Idle: minIdle,
+			Start: start, End: "+", Count: c.o.Count, Consumer: owner,
 		}).Result()
 		if err != nil {
-			return acked, fmt.Errorf("claim idle entries of %s: %w", c.o.Stream, err)
+			return acked, fmt.Errorf("list pending entries of %s: %w", c.o.Stream, err)
 		}
-		if len(msgs) > 0 {
-			c.l.Info("claimed idle entries", "count", len(msgs))
+		for _, p := range pend {
+			msgs, err := c.rdb.XClaim(ctx, &redis.XClaimArgs{
+				Stream: c.o.Stream, Group: c.o.Group, Consumer: c.o.Name,
+				MinIdle: minIdle, Messages: []string{p.ID},
+			}).Result()
+			if err != nil {
+				return acked, fmt.Errorf("claim %s: %w", p.ID, err)
+			}
+			if len(msgs) == 0 {
+				if p.Consumer != c.o.Name {
+					continue // another consumer claimed it first
+				}
+				// Deleted from the stream while pending: nothing left
+				// to process.
+				if err := c.ack(ctx, p.ID); err != nil {
+					return acked, err
+				}
+				continue
+			}
+			if p.Consumer != c.o.Name {
+				c.l.Info("claimed an idle entry", "entry", p.ID, "from", p.Consumer, "idle", p.Idle)
+			}
+			if p.RetryCount >= c.o.MaxDeliveries {
+				err = c.deadLetter(ctx, msgs[0], fmt.Errorf("not processed after %d deliveries", p.RetryCount))
+			} else {
+				err = c.handle(ctx, msgs[0])
+			}
+			if err != nil {
+				return acked, err
+			}
+			acked++
 		}
-		n, err := c.handleAll(ctx, msgs)
-		acked += n
-		if err != nil {
-			return acked, err
-		}
-		if next == "0-0" || next == "" {
+		if int64(len(pend)) < c.o.Count {
 			return acked, nil
 		}
-		start = next
+		start = "(" + pend[len(pend)-1].ID
 	}
 }
 
@@ -186,16 +258,32 @@ func (c *Consumer) handleAll(ctx context.Context, msgs []redis.XMessage) (int, e
 
 // handle processes one entry and acknowledges it. A database error is
 // returned without acknowledging, so the entry is retried.
-func (c *Consumer) handle(ctx context.Context, m redis.XMessage) error {
+func (c *Consumer) handle(ctx context.Context, m redis.XMessage) (err error) {
 	if len(m.Values) == 0 {
 		// Trimmed from the stream while pending: nothing left to process.
 		return c.ack(ctx, m.ID)
 	}
+	ctx, span := c.tracer.Start(c.o.Telemetry.Extract(ctx, events.TraceCarrier(m.Values)), c.o.Stream+" process",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.destination.name", c.o.Stream),
+			attribute.String("messaging.consumer.group.name", c.o.Group),
+			attribute.String("messaging.message.id", m.ID),
+		))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+			c.count(ctx, "failed")
+		}
+		span.End()
+	}()
 	typ, _ := m.Values[events.FieldType].(string)
 	payload, _ := m.Values[events.FieldPayload].(string)
 	if typ != events.TypeClaimDecided {
 		// Other event types may share the stream later; they are not
 		// this consumer's business.
+		c.count(ctx, "ignored")
 		return c.ack(ctx, m.ID)
 	}
 	e, err := events.DecodeClaimDecided(payload)
@@ -206,7 +294,8 @@ func (c *Consumer) handle(ctx context.Context, m redis.XMessage) error {
 	if err != nil {
 		return err
 	}
-	c.l.Info("claim event processed", "entry", m.ID, "eventId", e.EventID, "claimId", e.ClaimID,
+	c.count(ctx, out.String())
+	c.l.InfoContext(ctx, "claim event processed", "entry", m.ID, "eventId", e.EventID, "claimId", e.ClaimID,
 		"status", e.Status, "outcome", out.String())
 	return c.ack(ctx, m.ID)
 }
@@ -229,7 +318,8 @@ func (c *Consumer) deadLetter(ctx context.Context, m redis.XMessage, reason erro
 	if err := c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: c.o.Stream + DeadLetterSuffix, Values: values}).Err(); err != nil {
 		return fmt.Errorf("dead-letter %s: %w", m.ID, err)
 	}
-	c.l.Error("unprocessable entry moved to the dead-letter stream", "entry", m.ID, "err", reason)
+	c.l.ErrorContext(ctx, "unprocessable entry moved to the dead-letter stream", "entry", m.ID, "err", reason)
+	c.count(ctx, "dead_lettered")
 	return c.ack(ctx, m.ID)
 }
 
@@ -259,6 +349,11 @@ func (c *Consumer) Run(ctx context.Context) {
 				ready = true
 			}
 			if time.Since(lastReclaim) >= c.o.ReclaimEvery {
+				// Retrying while the store is down would only use up
+				// the entries' deliveries.
+				if err := c.o.Ready(work); err != nil {
+					return fmt.Errorf("store not ready, pending entries wait: %w", err)
+				}
 				if _, err := c.RetryOwn(work); err != nil {
 					return err
 				}

@@ -25,6 +25,23 @@ type Notification struct {
 	Message    string    `json:"message"`
 	OccurredAt time.Time `json:"occurredAt"`
 	CreatedAt  time.Time `json:"createdAt"`
+	Delivery   Delivery  `json:"delivery"`
+}
+
+// Delivery states.
+const (
+	DeliveryPending   = "pending"
+	DeliveryDelivered = "delivered"
+	DeliveryFailed    = "failed"
+	DeliverySkipped   = "skipped"
+)
+
+// Delivery is how the webhook delivery of a notification went.
+type Delivery struct {
+	State       string     `json:"state"`
+	Attempts    int        `json:"attempts"`
+	DeliveredAt *time.Time `json:"deliveredAt,omitempty"`
+	LastError   string     `json:"lastError,omitempty"`
 }
 
 // Message is the text a member reads for a decision.
@@ -46,12 +63,24 @@ func Message(e events.ClaimDecided) string {
 type Store struct {
 	primary *pgxpool.Pool
 	replica *pgxpool.Pool
+	// deliver says whether new notifications are queued for the webhook.
+	deliver bool
+	// traceContext captures the recording span's context for delivery.
+	traceContext func(context.Context) map[string]string
 }
 
-// NewStore returns a store; replica may be the primary itself.
-func NewStore(primary, replica *pgxpool.Pool) *Store {
-	return &Store{primary: primary, replica: replica}
+// NewStore returns a store; replica may be the primary itself. With
+// deliver set, new notifications are queued for webhook delivery;
+// otherwise they are recorded as skipped. traceContext may be nil.
+func NewStore(primary, replica *pgxpool.Pool, deliver bool, traceContext func(context.Context) map[string]string) *Store {
+	if traceContext == nil {
+		traceContext = func(context.Context) map[string]string { return nil }
+	}
+	return &Store{primary: primary, replica: replica, deliver: deliver, traceContext: traceContext}
 }
+
+// Ping checks the primary, where every write goes.
+func (s *Store) Ping(ctx context.Context) error { return s.primary.Ping(ctx) }
 
 // Outcome says what Record did with an event.
 type Outcome int
@@ -93,9 +122,19 @@ func (s *Store) Record(ctx context.Context, e events.ClaimDecided, streamID stri
 			out = Redelivered
 			return nil
 		}
-		tag, err = tx.Exec(ctx, `INSERT INTO notifications (id, event_id, claim_id, member_id, status, message, occurred_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-			uuid.NewString(), e.EventID, e.ClaimID, e.MemberID, e.Status, Message(e), e.OccurredAt)
+		state, due := DeliverySkipped, (*time.Time)(nil)
+		if s.deliver {
+			now := time.Now()
+			state, due = DeliveryPending, &now
+		}
+		tc := s.traceContext(ctx)
+		if tc == nil {
+			tc = map[string]string{}
+		}
+		tag, err = tx.Exec(ctx, `INSERT INTO notifications (id, event_id, claim_id, member_id, status, message, occurred_at,
+			delivery_state, next_attempt_at, trace_context)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
+			uuid.NewString(), e.EventID, e.ClaimID, e.MemberID, e.Status, Message(e), e.OccurredAt, state, due, tc)
 		if err != nil {
 			return fmt.Errorf("store notification for event %s: %w", e.EventID, err)
 		}
@@ -120,15 +159,21 @@ func (s *Store) ForClaim(ctx context.Context, claimID string) ([]Notification, e
 }
 
 func (s *Store) list(ctx context.Context, pool *pgxpool.Pool, claimID string) ([]Notification, error) {
-	rows, err := pool.Query(ctx, `SELECT id::text, event_id::text, claim_id::text, member_id, status, message, occurred_at, created_at
+	rows, err := pool.Query(ctx, `SELECT id::text, event_id::text, claim_id::text, member_id, status, message, occurred_at, created_at,
+			delivery_state, delivery_attempts, delivered_at, coalesce(last_error, '')
 		FROM notifications WHERE claim_id = $1 ORDER BY occurred_at, created_at`, claimID)
 	if err != nil {
 		return nil, fmt.Errorf("list notifications: %w", err)
 	}
 	ns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Notification, error) {
 		var n Notification
-		err := r.Scan(&n.ID, &n.EventID, &n.ClaimID, &n.MemberID, &n.Status, &n.Message, &n.OccurredAt, &n.CreatedAt)
+		err := r.Scan(&n.ID, &n.EventID, &n.ClaimID, &n.MemberID, &n.Status, &n.Message, &n.OccurredAt, &n.CreatedAt,
+			&n.Delivery.State, &n.Delivery.Attempts, &n.Delivery.DeliveredAt, &n.Delivery.LastError)
 		n.OccurredAt, n.CreatedAt = n.OccurredAt.UTC(), n.CreatedAt.UTC()
+		if n.Delivery.DeliveredAt != nil {
+			at := n.Delivery.DeliveredAt.UTC()
+			n.Delivery.DeliveredAt = &at
+		}
 		return n, err
 	})
 	if err != nil {

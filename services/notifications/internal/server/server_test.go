@@ -59,7 +59,7 @@ func setup(t *testing.T, co consumer.Options) fixture {
 		co.Name = "test-consumer"
 	}
 	co.Block = 50 * time.Millisecond
-	a := Build(Config{Base: config.Base{Region: "us-east-2", Color: "blue", Version: "v3"}}, logging.Discard(), pool, pool, rdb, co)
+	a := Build(Config{Base: config.Base{Region: "us-east-2", Color: "blue", Version: "v3"}}, logging.Discard(), Deps{Primary: pool, Redis: rdb}, co)
 	if err := a.Consumer.EnsureGroup(t.Context()); err != nil {
 		t.Fatal(err)
 	}
