@@ -161,6 +161,13 @@ func (s *Server) Init(ctx context.Context) error {
 // BaseBackup makes DataDir a streaming replica of primary (pg_basebackup
 // with WAL streaming), ready to Start.
 func (s *Server) BaseBackup(ctx context.Context, primary *Server) error {
+	return s.BaseBackupFrom(ctx, primary.Addr(), primary.opts.Password)
+}
+
+// BaseBackupFrom makes DataDir a fresh streaming replica of the primary at
+// addr, replacing whatever DataDir held.
+func (s *Server) BaseBackupFrom(ctx context.Context, addr, password string) error {
+	host, port, _ := strings.Cut(addr, ":")
 	if err := os.RemoveAll(s.opts.DataDir); err != nil {
 		return err
 	}
@@ -170,12 +177,43 @@ func (s *Server) BaseBackup(ctx context.Context, primary *Server) error {
 	if err := s.account.Chown(s.opts.DataDir); err != nil {
 		return err
 	}
-	if err := s.run(ctx, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port()), "-U", Superuser,
-		"-D", s.opts.DataDir, "-X", "stream", "-c", "fast", "--no-password"); err != nil {
+	cmd := s.command(ctx, "pg_basebackup", "-h", host, "-p", port, "-U", Superuser,
+		"-D", s.opts.DataDir, "-X", "stream", "-c", "fast", "--no-password")
+	cmd.Env = append(cmd.Env[:len(cmd.Env)-1], "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=5")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_basebackup for %s: %w: %s", s.opts.Name, err, strings.TrimSpace(string(out)))
+	}
+	return s.Follow(addr, password)
+}
+
+// Rewind makes a stopped former primary a replica-to-be of the primary at
+// addr with pg_rewind, which copies only what diverged after the timelines
+// split. The server must be stopped; Follow and Start it afterwards.
+func (s *Server) Rewind(ctx context.Context, addr, password string) error {
+	if !s.Stopped() {
+		return fmt.Errorf("pg_rewind for %s: the server is running; stop it first", s.opts.Name)
+	}
+	host, port, _ := strings.Cut(addr, ":")
+	src := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres connect_timeout=5", host, port, Superuser, password)
+	if err := s.run(ctx, "pg_rewind", "--target-pgdata="+s.opts.DataDir, "--source-server="+src); err != nil {
 		return err
 	}
-	return s.Follow(primary.Addr(), primary.opts.Password)
+	return s.Follow(addr, password)
 }
+
+// Fence marks a stopped server's data directory so that, started again by
+// anyone, it comes up as a standby (in recovery, refusing writes) rather
+// than as a primary.
+func (s *Server) Fence() error {
+	if err := os.WriteFile(filepath.Join(s.opts.DataDir, "standby.signal"), nil, 0o600); err != nil {
+		return fmt.Errorf("fence %s: %w", s.opts.Name, err)
+	}
+	return s.account.Chown(filepath.Join(s.opts.DataDir, "standby.signal"))
+}
+
+// Options returns the server's options (for a new process on the same
+// data directory).
+func (s *Server) Options() Options { return s.opts }
 
 // Follow (re)configures a stopped server as a standby of the primary at addr.
 func (s *Server) Follow(addr, password string) error {
@@ -200,6 +238,7 @@ func (s *Server) writeSettings(extra map[string]string) error {
 		"max_replication_slots":   "10",
 		"wal_keep_size":           "256MB",
 		"hot_standby":             "on",
+		"wal_log_hints":           "on",
 		"max_connections":         "300",
 		"shared_buffers":          "64MB",
 		"cluster_name":            s.opts.Name,

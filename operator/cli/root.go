@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tandemhq/tandem/operator/deploy"
+	"github.com/tandemhq/tandem/operator/failover"
 	"github.com/tandemhq/tandem/operator/local"
 	"github.com/tandemhq/tandem/stacks"
 )
@@ -98,7 +99,7 @@ func ExitCode(err error) int {
 	case strings.HasPrefix(err.Error(), "unknown command "):
 		// cobra's own error for a command that does not exist.
 		return ExitUsage
-	case errors.Is(err, deploy.ErrPreflight):
+	case errors.Is(err, deploy.ErrPreflight), errors.Is(err, failover.ErrRefused):
 		return ExitRefused
 	default:
 		return ExitError
@@ -154,7 +155,7 @@ or run the whole rehearsal at once:  tandem gameday`,
 	pf.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	pf.BoolVarP(&o.Verbose, "verbose", "v", false, "log platform details to stderr")
 
-	root.AddCommand(newUpCmd(o), newDownCmd(o), newStatusCmd(o), newDeployCmd(o), newFailoverCmd(o), newGamedayCmd(o))
+	root.AddCommand(newUpCmd(o), newDownCmd(o), newStatusCmd(o), newDeployCmd(o), newFailoverCmd(o), newReprotectCmd(o), newProbeCmd(o), newFaultCmd(o), newGamedayCmd(o))
 	return root
 }
 

@@ -1,18 +1,25 @@
-// Package failover is tandem's region failover engine: a plan of steps that
-// fences the old primary region (routing first, then its fleet, database and
-// cache), waits for the target region's database replica to reach the fence
-// position so that no acknowledged write is lost, promotes the database and
-// the cache there, activates the target region's fleet and moves global
-// routing to it. It drives a platform only through the small interfaces
-// below; the local platform and the AWS driver both satisfy them.
+// Package failover is tandem's region failover engine: a journaled plan of
+// steps that fences the old primary region (routing first, then its fleet,
+// database and cache), waits — in a planned switchover — for the target
+// region's database replica to reach the fence position so that no
+// acknowledged write is lost, promotes the database and the cache there,
+// activates the target region's fleet, moves global routing to it and proves
+// it takes writes. Every step is idempotent and journaled in the state
+// store under a lease whose epoch grows with every failover, so a crashed
+// operator resumes (`tandem failover resume`) and a stale one cannot act.
+// It drives a platform only through the small interfaces below; the local
+// platform and the AWS driver both satisfy them.
 package failover
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/tandemhq/tandem/operator/state"
+	"github.com/tandemhq/tandem/operator/topology"
+	"github.com/tandemhq/tandem/stacks"
 )
 
 // Routing is global routing between regions (Route 53 failover records).
@@ -28,11 +35,13 @@ type Fleets interface {
 	ActivateFleets(ctx context.Context, region string) error
 }
 
-// Database fences, reads the position of, and promotes a region's database.
+// Database fences, reads, promotes and proves a region's database.
 type Database interface {
 	FenceDatabase(ctx context.Context, region string) (string, error)
 	DatabasePosition(ctx context.Context, region string) (string, error)
 	PromoteDatabase(ctx context.Context, region string) error
+	ReplicaLag(ctx context.Context, region string) (topology.Lag, error)
+	VerifyWrite(ctx context.Context, region string, epoch int64) error
 }
 
 // Cache fences and promotes a region's cache.
@@ -41,46 +50,140 @@ type Cache interface {
 	PromoteCache(ctx context.Context, region string) error
 }
 
-// Request is one failover.
+// Modes.
+const (
+	Planned   = "planned"
+	Unplanned = "unplanned"
+)
+
+// Statuses of a journaled failover.
+const (
+	StatusRunning   = "running"
+	StatusCompleted = "completed"
+)
+
+// Errors a caller maps to exit codes.
+var (
+	// ErrRefused: readiness checks refused the failover; nothing changed.
+	ErrRefused = errors.New("failover refused")
+	// ErrNoFailover: nothing to resume.
+	ErrNoFailover = errors.New("no failover")
+)
+
+// Request asks for one failover.
 type Request struct {
-	To string
-	// Regions are the stack's regions, to reject an unknown target early.
-	Regions        []string
-	CatchUpTimeout time.Duration
+	To      string   `json:"to"`
+	Regions []string `json:"regions"`
+	// Mode is Planned, Unplanned, or "" to choose: planned when the old
+	// primary is reachable, otherwise refuse and name --unplanned.
+	Mode           string        `json:"mode"`
+	Force          bool          `json:"force,omitempty"`
+	MaxReplicaLag  time.Duration `json:"maxReplicaLag"`
+	CatchUpTimeout time.Duration `json:"catchUpTimeout"`
+	LeaseTTL       time.Duration `json:"leaseTTL"`
 }
 
-// Step is one executed step of the plan.
+// Step is one step of the plan as journaled and printed.
 type Step struct {
-	Name     string        `json:"name"`
-	Detail   string        `json:"detail,omitempty"`
-	Started  time.Time     `json:"started"`
-	Duration time.Duration `json:"duration"`
+	Name         string        `json:"name"`
+	Precondition string        `json:"precondition,omitempty"`
+	BestEffort   bool          `json:"bestEffort,omitempty"`
+	Detail       string        `json:"detail,omitempty"`
+	Started      time.Time     `json:"started,omitzero"`
+	Duration     time.Duration `json:"duration,omitempty"`
+	Done         bool          `json:"done,omitempty"`
+	Epoch        int64         `json:"epoch,omitempty"`
 }
 
-// Result is a completed failover.
-type Result struct {
+// Plan is what a failover would do, from live state, changing nothing.
+type Plan struct {
+	From         string       `json:"from"`
+	To           string       `json:"to"`
+	Mode         string       `json:"mode"`
+	Reachable    bool         `json:"oldPrimaryReachable"`
+	Lag          topology.Lag `json:"replicaLag"`
+	PredictedRPO string       `json:"predictedRpo"`
+	Refusals     []string     `json:"refusals,omitempty"`
+	Steps        []Step       `json:"steps"`
+}
+
+// Failover is the journal record of one failover.
+type Failover struct {
+	ID            string    `json:"id"`
+	Request       Request   `json:"request"`
+	Plan          Plan      `json:"plan"`
+	Mode          string    `json:"mode"`
 	From          string    `json:"from"`
 	To            string    `json:"to"`
-	FencePosition string    `json:"fencePosition"`
+	Next          int       `json:"nextStep"`
 	Steps         []Step    `json:"steps"`
+	FencePosition string    `json:"fencePosition"`
+	Status        string    `json:"status"`
+	Holder        string    `json:"holder,omitempty"`
+	Epoch         int64     `json:"epoch"`
 	Started       time.Time `json:"started"`
-	// Unavailable is the write unavailability: from the routing fence to
-	// routing moved to the new region.
+	FencedAt      time.Time `json:"fencedAt,omitzero"`
+	RoutedAt      time.Time `json:"routedAt,omitzero"`
+	Ended         time.Time `json:"ended,omitzero"`
+	// Unavailable is the write unavailability the failover caused: from
+	// the routing fence to routing moved.
 	Unavailable time.Duration `json:"unavailable"`
-	Duration    time.Duration `json:"duration"`
+	// LostBytes estimates the WAL the new primary never received (0 for a
+	// planned switchover, which waits for it).
+	LostBytes int64  `json:"lostBytes"`
+	Forced    bool   `json:"forced,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	version   int64
 }
 
-// Engine runs failovers.
+// Engine plans and runs failovers.
 type Engine struct {
 	Routing  Routing
 	Fleets   Fleets
 	Database Database
 	Cache    Cache
-	OnStep   func(Step)
+	Store    state.Store
+	Holder   string
+	// OnStep sees every step as it finishes.
+	OnStep func(*Failover, Step)
 }
 
-// Run performs a planned switchover to req.To.
-func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
+// FromPolicy fills a request's limits from the stack's failover policy.
+func FromPolicy(r Request, s *stacks.Spec) Request {
+	if r.MaxReplicaLag == 0 {
+		r.MaxReplicaLag = s.Failover.MaxReplicaLag.Duration
+	}
+	if r.CatchUpTimeout == 0 {
+		r.CatchUpTimeout = s.Failover.CatchUpTimeout.Duration
+	}
+	if r.LeaseTTL == 0 {
+		r.LeaseTTL = s.Deploy.LeaseTTL.Duration
+	}
+	if len(r.Regions) == 0 {
+		r.Regions = s.RegionNames()
+	}
+	return r
+}
+
+// steps lists the plan's steps for a mode.
+func steps(from, to, mode string) []Step {
+	unplanned := mode == Unplanned
+	return []Step{
+		{Name: "fence routing", Precondition: "mandatory in every mode: the front door stops sending traffic to " + from},
+		{Name: "stop fleet in " + from, Precondition: "drain and stop the old region's tasks", BestEffort: unplanned},
+		{Name: "fence database in " + from, Precondition: "read-only, sessions ended, endpoint closed, server stopped and marked to restart as a standby", BestEffort: unplanned},
+		{Name: "wait for replica in " + to, Precondition: map[bool]string{false: "replica replays up to the fence position (RPO 0)", true: "skipped: the old primary is unreachable; what it did not send is lost"}[unplanned]},
+		{Name: "promote database in " + to, Precondition: "replica leaves recovery and takes writes"},
+		{Name: "fence cache in " + from, Precondition: "pause writes on the old cache primary", BestEffort: unplanned},
+		{Name: "promote cache in " + to, Precondition: "replica becomes primary; the old one, if reachable, its replica"},
+		{Name: "activate fleet in " + to, Precondition: "every service's release starts and is healthy"},
+		{Name: "route to " + to, Precondition: "the front door routes to " + to},
+		{Name: "verify writes in " + to, Precondition: "a synthetic write stamped with the failover's epoch is read back"},
+	}
+}
+
+// MakePlan reads the live state and lays out a failover, changing nothing.
+func (e *Engine) MakePlan(ctx context.Context, req Request) (*Plan, error) {
 	known := false
 	for _, r := range req.Regions {
 		known = known || r == req.To
@@ -90,99 +193,47 @@ func (e *Engine) Run(ctx context.Context, req Request) (*Result, error) {
 	}
 	from, err := e.Routing.ActiveRegion(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read active region: %w", err)
+		return nil, fmt.Errorf("read the active region: %w", err)
 	}
 	if from == req.To {
 		return nil, fmt.Errorf("%s is already the active region; nothing to fail over", req.To)
 	}
-	if _, err := e.Database.DatabasePosition(ctx, req.To); err != nil {
-		return nil, fmt.Errorf("preflight: the database replica in %s is not readable (%w); a region that was failed away from must be rebuilt as a replica (reprotect) before it can take over again, which this version does not do: `tandem down` and `tandem up` start over", req.To, err)
+	p := &Plan{From: from, To: req.To, Mode: req.Mode}
+	_, perr := e.Database.DatabasePosition(ctx, from)
+	p.Reachable = perr == nil
+	switch {
+	case p.Mode == "" && p.Reachable:
+		p.Mode = Planned
+	case p.Mode == "":
+		p.Mode = Unplanned
+		p.Refusals = append(p.Refusals, fmt.Sprintf("the old primary in %s is unreachable (%v); a planned switchover is impossible — confirm an unplanned failover with --unplanned", from, perr))
+	case p.Mode == Planned && !p.Reachable:
+		p.Refusals = append(p.Refusals, fmt.Sprintf("--planned needs the old primary in %s, which is unreachable (%v); use --unplanned", from, perr))
 	}
-	if req.CatchUpTimeout == 0 {
-		req.CatchUpTimeout = 30 * time.Second
-	}
-	res := &Result{From: from, To: req.To, Started: time.Now()}
-	step := func(name string, fn func() (string, error)) error {
-		s := Step{Name: name, Started: time.Now()}
-		detail, err := fn()
-		s.Detail, s.Duration = detail, time.Since(s.Started)
-		res.Steps = append(res.Steps, s)
-		if e.OnStep != nil {
-			e.OnStep(s)
+	lag, lerr := e.Database.ReplicaLag(ctx, req.To)
+	p.Lag = lag
+	switch {
+	case lerr != nil && p.Reachable:
+		p.Refusals = append(p.Refusals, fmt.Sprintf("the database replica in %s cannot be read (%v); a region failed away from must be rebuilt as a replica first: `tandem reprotect %s`", req.To, lerr, req.To))
+	case lerr != nil:
+		// With the primary gone the lag cannot be computed; the replica
+		// must at least answer.
+		if _, err := e.Database.DatabasePosition(ctx, req.To); err != nil {
+			p.Refusals = append(p.Refusals, fmt.Sprintf("the database replica in %s cannot be read (%v)", req.To, err))
 		}
-		if err != nil {
-			return fmt.Errorf("failover %s -> %s: %s: %w", from, req.To, name, err)
-		}
-		return nil
+	case req.MaxReplicaLag > 0 && time.Duration(lag.Seconds*float64(time.Second)) > req.MaxReplicaLag:
+		p.Refusals = append(p.Refusals, fmt.Sprintf("replica lag in %s is %.1fs (%d bytes), above the limit %s", req.To, lag.Seconds, lag.Bytes, req.MaxReplicaLag))
+	case p.Reachable && !lag.Streaming:
+		p.Refusals = append(p.Refusals, fmt.Sprintf("the replica in %s is not streaming from %s", req.To, from))
 	}
-	fenced := time.Now()
-	steps := []struct {
-		name string
-		fn   func() (string, error)
-	}{
-		{"fence routing", func() (string, error) { return "front door stops routing to " + from, e.Routing.FenceRouting(ctx) }},
-		{"stop fleet in " + from, func() (string, error) { return "tasks drained and stopped", e.Fleets.StopFleets(ctx, from) }},
-		{"fence database in " + from, func() (string, error) {
-			pos, err := e.Database.FenceDatabase(ctx, from)
-			res.FencePosition = pos
-			return "read-only and stopped at " + pos, err
-		}},
-		{"wait for replica in " + req.To, func() (string, error) { return e.waitCatchUp(ctx, req.To, res.FencePosition, req.CatchUpTimeout) }},
-		{"promote database in " + req.To, func() (string, error) { return "writable", e.Database.PromoteDatabase(ctx, req.To) }},
-		{"fence cache in " + from, func() (string, error) { return "writes paused", e.Cache.FenceCache(ctx, from) }},
-		{"promote cache in " + req.To, func() (string, error) { return "primary", e.Cache.PromoteCache(ctx, req.To) }},
-		{"activate fleet in " + req.To, func() (string, error) { return "every service healthy", e.Fleets.ActivateFleets(ctx, req.To) }},
-		{"route to " + req.To, func() (string, error) { return "front door routes to " + req.To, e.Routing.Route(ctx, req.To) }},
+	switch {
+	case p.Mode == Planned:
+		p.PredictedRPO = fmt.Sprintf("0: the switchover waits for the replica, now %d bytes behind (%.1fs)", lag.Bytes, lag.Seconds)
+	case lerr == nil:
+		p.PredictedRPO = fmt.Sprintf("up to %d bytes of WAL (%.1fs of writes) that the replica has not received", lag.Bytes, lag.Seconds)
+	default:
+		p.PredictedRPO = "unknown: the old primary cannot be asked how far ahead it was"
 	}
-	for _, s := range steps {
-		if err := step(s.name, s.fn); err != nil {
-			res.Duration = time.Since(res.Started)
-			return res, err
-		}
-	}
-	res.Unavailable = time.Since(fenced)
-	res.Duration = time.Since(res.Started)
-	return res, nil
-}
-
-func (e *Engine) waitCatchUp(ctx context.Context, region, fence string, timeout time.Duration) (string, error) {
-	if fence == "" {
-		return "old primary was already down: no fence position to wait for", nil
-	}
-	want, err := ParsePosition(fence)
-	if err != nil {
-		return "", err
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		pos, err := e.Database.DatabasePosition(ctx, region)
-		if err == nil {
-			got, perr := ParsePosition(pos)
-			if perr == nil && got >= want {
-				return fmt.Sprintf("replayed %s >= fence %s (RPO 0)", pos, fence), nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("replica in %s did not reach the fence position %s within %s (at %s, %v); nothing was promoted", region, fence, timeout, pos, err)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// ParsePosition parses a PostgreSQL WAL position ("16/B374D848").
-func ParsePosition(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("bad WAL position %q", s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad WAL position %q", s)
-	}
-	return h<<32 | l, nil
+	p.Steps = steps(from, req.To, p.Mode)
+	return p, nil
 }

@@ -68,8 +68,8 @@ type Report struct {
 	Timeline []Mark        `json:"timeline"`
 	Phases   []PhaseReport `json:"phases"`
 
-	Deploy   *deploy.Deploy   `json:"deploy,omitempty"`
-	Failover *failover.Result `json:"failover,omitempty"`
+	Deploy   *deploy.Deploy     `json:"deploy,omitempty"`
+	Failover *failover.Failover `json:"failover,omitempty"`
 
 	ClaimsAcknowledged int      `json:"claimsAcknowledged"`
 	ClaimsMissing      []string `json:"claimsMissing"`
@@ -200,11 +200,15 @@ func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primar
 
 	r.enter("failover")
 	r.mark("failing over %s -> %s", primary, o.To)
-	feng := &failover.Engine{Routing: p, Fleets: p, Database: p, Cache: p,
-		OnStep: func(s failover.Step) {
+	feng := &failover.Engine{Routing: p, Fleets: p, Database: p, Cache: p, Store: p, Holder: "gameday",
+		OnStep: func(_ *failover.Failover, s failover.Step) {
 			r.mark("failover %s (%s): %s", s.Name, s.Duration.Round(time.Millisecond), s.Detail)
 		}}
-	fres, err := feng.Run(ctx, failover.Request{To: o.To, Regions: o.Spec.RegionNames(), CatchUpTimeout: o.Spec.Failover.CatchUpTimeout.Duration})
+	freq := failover.FromPolicy(failover.Request{To: o.To, Regions: o.Spec.RegionNames(), Mode: failover.Planned}, o.Spec)
+	var fres *failover.Failover
+	if _, err = feng.Start(ctx, freq); err == nil {
+		fres, err = feng.Run(ctx)
+	}
 	r.rep.Failover = fres
 	if err != nil {
 		return fmt.Errorf("failover: %w", err)
@@ -314,7 +318,7 @@ func (r *run) finish(err error) {
 			rep.Failures = append(rep.Failures, fmt.Sprintf("%d requests failed during the deploy", p.Failed))
 		}
 	}
-	if rep.Failover == nil || rep.Failover.Unavailable == 0 {
+	if rep.Failover == nil || rep.Failover.Status != failover.StatusCompleted {
 		rep.Failures = append(rep.Failures, "the failover did not complete")
 	}
 	if n := len(rep.ClaimsMissing); n > 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tandemhq/tandem/operator/state"
+	"github.com/tandemhq/tandem/operator/topology"
 )
 
 // The control API is how the operator drives a detached platform. It
@@ -34,6 +35,8 @@ type callArgs struct {
 	Prefix string `json:"prefix,omitempty"`
 	Value  []byte `json:"value,omitempty"`
 	Expect int64  `json:"expect,omitempty"`
+	// Delay is slow-db's added latency.
+	Delay time.Duration `json:"delay,omitempty"`
 }
 
 // Serve runs the control API on the state directory's socket until ctx ends.
@@ -120,12 +123,32 @@ var apiMethods = map[string]apiMethod{
 	"smoke": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
 		return noResult(p.Smoke(ctx, a.Region, a.Service, a.Color))
 	}},
+	"faults": {call: func(ctx context.Context, p *Platform, _ callArgs) (any, error) {
+		return p.Faults(ctx)
+	}},
+	"fault-kill-region": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.KillRegion(ctx, a.Region)
+	}},
+	"fault-partition": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.Partition(ctx, a.Region)
+	}},
+	"fault-slow-db": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.SlowDatabase(ctx, a.Region, a.Delay)
+	}},
+	"fault-heal": {changes: true, call: func(ctx context.Context, p *Platform, _ callArgs) (any, error) {
+		return p.Heal(ctx)
+	}},
 	"state-get": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.Get(ctx, a.Table, a.Key) }},
 	"state-put": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
 		return p.Put(ctx, a.Table, a.Key, a.Value, a.Expect)
 	}},
-	"state-list": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.List(ctx, a.Table, a.Prefix) }},
-	"shutdown":   {call: func(_ context.Context, p *Platform, _ callArgs) (any, error) { p.RequestShutdown(); return nil, nil }},
+	"state-list":  {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.List(ctx, a.Table, a.Prefix) }},
+	"replica-lag": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.ReplicaLag(ctx, a.Region) }},
+	"verify-write": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return noResult(p.VerifyWrite(ctx, a.Region, a.Expect))
+	}},
+	"reprotect": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) { return p.Reprotect(ctx, a.Region) }},
+	"shutdown":  {call: func(_ context.Context, p *Platform, _ callArgs) (any, error) { p.RequestShutdown(); return nil, nil }},
 }
 
 func (p *Platform) apiHandler() http.Handler {
@@ -196,7 +219,9 @@ func Dial(stateDir string) (*Client, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("%w in %s (no control socket); start one with `tandem up -d`", ErrNotUp, stateDir)
 	}
-	c := &Client{hc: &http.Client{Transport: &http.Transport{
+	// A call may wait on a drain, a health deadline or a rebuild, but never
+	// forever.
+	c := &Client{hc: &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
@@ -361,6 +386,53 @@ func (c *Client) Put(ctx context.Context, table, key string, value []byte, expec
 func (c *Client) List(ctx context.Context, table, prefix string) ([]state.Item, error) {
 	var items []state.Item
 	return items, c.call(ctx, "state-list", callArgs{Table: table, Prefix: prefix}, &items)
+}
+
+// ReplicaLag reports how far a region's database replica is behind.
+func (c *Client) ReplicaLag(ctx context.Context, region string) (topology.Lag, error) {
+	var l topology.Lag
+	return l, c.call(ctx, "replica-lag", callArgs{Region: region}, &l)
+}
+
+// VerifyWrite proves a region's database endpoint takes writes.
+func (c *Client) VerifyWrite(ctx context.Context, region string, epoch int64) error {
+	return c.call(ctx, "verify-write", callArgs{Region: region, Expect: epoch}, nil)
+}
+
+// Reprotect rebuilds a former primary region as a replica.
+func (c *Client) Reprotect(ctx context.Context, region string) (string, error) {
+	var s string
+	return s, c.call(ctx, "reprotect", callArgs{Region: region}, &s)
+}
+
+// Faults reports the injected faults of every region.
+func (c *Client) Faults(ctx context.Context) (Faults, error) {
+	var f Faults
+	return f, c.call(ctx, "faults", callArgs{}, &f)
+}
+
+// KillRegion kills every process of a region (a region outage).
+func (c *Client) KillRegion(ctx context.Context, region string) (FaultReport, error) {
+	var r FaultReport
+	return r, c.call(ctx, "fault-kill-region", callArgs{Region: region}, &r)
+}
+
+// Partition cuts a region off from the others and from the front door.
+func (c *Client) Partition(ctx context.Context, region string) (FaultReport, error) {
+	var r FaultReport
+	return r, c.call(ctx, "fault-partition", callArgs{Region: region}, &r)
+}
+
+// SlowDatabase adds latency to a region's database endpoint.
+func (c *Client) SlowDatabase(ctx context.Context, region string, delay time.Duration) (FaultReport, error) {
+	var r FaultReport
+	return r, c.call(ctx, "fault-slow-db", callArgs{Region: region, Delay: delay}, &r)
+}
+
+// Heal undoes partitions and database delays.
+func (c *Client) Heal(ctx context.Context) (FaultReport, error) {
+	var r FaultReport
+	return r, c.call(ctx, "fault-heal", callArgs{}, &r)
 }
 
 // Shutdown asks the platform to stop everything and exit.

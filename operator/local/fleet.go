@@ -262,13 +262,15 @@ func (p *Platform) SetWeights(ctx context.Context, regionName, service string, w
 	}
 	for _, c := range []string{Blue, Green} {
 		if w.Of(c) == 100 {
+			// Lock order: never hold fleetMu while taking p.mu.
 			r.fleetMu.Lock()
-			if f := r.fleets[service][c]; f != nil {
+			f := r.fleets[service][c]
+			r.fleetMu.Unlock()
+			if f != nil {
 				p.mu.Lock()
 				p.release[service] = f.spec
 				p.mu.Unlock()
 			}
-			r.fleetMu.Unlock()
 		}
 	}
 	return nil

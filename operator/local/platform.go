@@ -81,12 +81,14 @@ type region struct {
 	router *proxy.Router
 	url    string
 
-	pg       *pgproc.Server
-	pgRole   string
-	dbEnd    *proxy.TCPEndpoint
-	redis    *redisproc.Server
-	rdRole   string
-	cacheEnd *proxy.TCPEndpoint
+	pg     *pgproc.Server
+	pgRole string
+	// fencePosition is the WAL position at which the database was fenced.
+	fencePosition string
+	dbEnd         *proxy.TCPEndpoint
+	redis         *redisproc.Server
+	rdRole        string
+	cacheEnd      *proxy.TCPEndpoint
 
 	fleetMu sync.Mutex
 	fleets  map[string]map[string]*fleet // service -> color -> fleet
@@ -405,10 +407,13 @@ func (p *Platform) Status(ctx context.Context) (Status, error) {
 		st.ActiveRegion = active
 		st.FrontDoor = FrontDoor{URL: p.frontURL, ActiveRegion: active, Fenced: fenced}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, name := range p.order {
 		r := p.regions[name]
+		// Role fields are read under p.mu; servers are asked without it, so
+		// a slow database never blocks the platform's other calls.
+		p.mu.Lock()
+		pg, pgRole, rd, rdRole := r.pg, r.pgRole, r.redis, r.rdRole
+		p.mu.Unlock()
 		// The region the front door routes to is the primary; the spec's
 		// roles are only where the platform starts.
 		role := r.role
@@ -419,20 +424,20 @@ func (p *Platform) Status(ctx context.Context) (Status, error) {
 			}
 		}
 		rs := RegionStatus{Name: name, Role: role, ProxyURL: r.url}
-		if r.pg != nil {
-			rs.Database = DataStatus{Role: r.pgRole, Endpoint: r.dbEnd.Addr(), Server: r.pg.Addr(), PID: r.pg.Pid()}
-			if r.pg.Stopped() && r.pgRole != RoleFenced {
+		if pg != nil {
+			rs.Database = DataStatus{Role: pgRole, Endpoint: r.dbEnd.Addr(), Server: pg.Addr(), PID: pg.Pid(), DataDir: pg.DataDir()}
+			if pg.Stopped() && pgRole != RoleFenced {
 				rs.Database.Role = RoleDown
 			}
-			if !r.pg.Stopped() {
-				if pos, err := p.walPosition(ctx, r); err == nil {
+			if !pg.Stopped() {
+				if pos, err := serverPosition(ctx, pg); err == nil {
 					rs.Database.Position = pos
 				}
 			}
 		}
-		if r.redis != nil {
-			rs.Cache = DataStatus{Role: r.rdRole, Endpoint: r.cacheEnd.Addr(), Server: r.redis.Addr(), PID: r.redis.Pid()}
-			if r.redis.Stopped() {
+		if rd != nil {
+			rs.Cache = DataStatus{Role: rdRole, Endpoint: r.cacheEnd.Addr(), Server: rd.Addr(), PID: rd.Pid()}
+			if rd.Stopped() {
 				rs.Cache.Role = RoleDown
 			}
 		}

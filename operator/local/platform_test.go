@@ -173,8 +173,11 @@ func TestPlatformLifecycle(t *testing.T) {
 	})
 
 	t.Run("failover through the control socket", func(t *testing.T) {
-		eng := &failover.Engine{Routing: c, Fleets: c, Database: c, Cache: c}
-		res, err := eng.Run(ctx, failover.Request{To: "local-b", Regions: spec.RegionNames()})
+		eng := &failover.Engine{Routing: c, Fleets: c, Database: c, Cache: c, Store: c, Holder: "test"}
+		if _, err := eng.Start(ctx, failover.FromPolicy(failover.Request{To: "local-b"}, spec)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := eng.Run(ctx)
 		if err != nil {
 			t.Fatalf("failover: %v", err)
 		}

@@ -6,6 +6,9 @@
 package topology
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -94,6 +97,8 @@ type DataStatus struct {
 	PID      int    `json:"pid,omitempty"`
 	// Position is the WAL position (database) where known.
 	Position string `json:"position,omitempty"`
+	// DataDir is where the server keeps its data (local platform only).
+	DataDir string `json:"dataDir,omitempty"`
 }
 
 // ServiceStatus is one service in one region.
@@ -108,4 +113,32 @@ type ColorStatus struct {
 	Version string `json:"version"`
 	Tasks   int    `json:"tasks"`
 	Healthy int    `json:"healthy"`
+}
+
+// Lag is how far a database replica is behind its primary.
+type Lag struct {
+	Region string `json:"region"`
+	// Bytes of WAL the primary has written that the replica has not replayed.
+	Bytes int64 `json:"bytes"`
+	// Seconds since the replica last replayed a transaction while behind
+	// (0 when caught up).
+	Seconds float64 `json:"seconds"`
+	// Streaming says whether the replica receives WAL right now.
+	Streaming bool   `json:"streaming"`
+	Primary   string `json:"primaryPosition"`
+	Replayed  string `json:"replayedPosition"`
+}
+
+// ParsePosition parses a PostgreSQL WAL position ("16/B374D848").
+func ParsePosition(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("bad WAL position %q", s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad WAL position %q", s)
+	}
+	return h<<32 | l, nil
 }

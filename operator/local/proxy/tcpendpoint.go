@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,10 @@ type TCPEndpoint struct {
 	target string
 	conns  map[*tcpSession]struct{}
 	closed bool
+
+	// delay (nanoseconds) holds back every chunk the server sends before it reaches the
+	// client: network latency, for rehearsing a slow database.
+	delay atomic.Int64
 }
 
 // tcpSession is one proxied connection; its fields are guarded by TCPEndpoint.mu.
@@ -65,6 +70,13 @@ func (e *TCPEndpoint) SetTarget(target string) {
 	defer e.mu.Unlock()
 	e.target = target
 }
+
+// SetDelay adds d of latency to every answer from the server, on current connections
+// as well as new ones; zero removes it.
+func (e *TCPEndpoint) SetDelay(d time.Duration) { e.delay.Store(int64(max(d, 0))) }
+
+// Delay is the latency added to every answer.
+func (e *TCPEndpoint) Delay() time.Duration { return time.Duration(e.delay.Load()) }
 
 // Conns counts the connections being proxied.
 func (e *TCPEndpoint) Conns() int {
@@ -150,7 +162,7 @@ func (e *TCPEndpoint) serve(client net.Conn) {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { pipe(upstream, client) })
-	pipe(client, upstream)
+	pipe(client, delayedConn{upstream, &e.delay})
 	wg.Wait()
 }
 
@@ -166,6 +178,20 @@ func pipe(dst, src net.Conn) {
 	}
 	dst.Close()
 	src.Close()
+}
+
+// delayedConn holds back what it reads by the endpoint's current delay.
+type delayedConn struct {
+	net.Conn
+	delay *atomic.Int64
+}
+
+func (c delayedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if d := time.Duration(c.delay.Load()); n > 0 && d > 0 {
+		time.Sleep(d)
+	}
+	return n, err
 }
 
 func (s *tcpSession) closeLocked() {

@@ -156,3 +156,79 @@ func TestListenTCPEndpointBadAddress(t *testing.T) {
 		t.Error("listening on an invalid address succeeded")
 	}
 }
+
+func TestTCPEndpointDelay(t *testing.T) {
+	t.Parallel()
+	e, err := ListenTCPEndpoint("claims-db", "127.0.0.1:0", startLineServer(t, "primary"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// A connection made before the delay is slowed too: a slow network
+	// slows the pooled connections as well as new ones.
+	c := dialLine(t, e.Addr())
+	if _, err := c.ask("warm up"); err != nil {
+		t.Fatal(err)
+	}
+	const d = 150 * time.Millisecond
+	e.SetDelay(d)
+	if e.Delay() != d {
+		t.Fatalf("Delay() = %s, want %s", e.Delay(), d)
+	}
+	start := time.Now()
+	got, err := c.ask("select 1")
+	if err != nil || got != "primary:select 1" {
+		t.Fatalf("answer %q, %v", got, err)
+	}
+	// Only the lower bound is certain: the answer waited at least d.
+	if took := time.Since(start); took < d {
+		t.Errorf("answer took %s with a delay of %s", took, d)
+	}
+	e.SetDelay(-time.Second)
+	if e.Delay() != 0 {
+		t.Errorf("a negative delay is stored as %s, want 0", e.Delay())
+	}
+	if got, err := c.ask("select 2"); err != nil || got != "primary:select 2" {
+		t.Fatalf("after removing the delay: %q, %v", got, err)
+	}
+}
+
+// BenchmarkTCPEndpointRoundTrip measures a request and its answer through
+// an endpoint with no delay set.
+func BenchmarkTCPEndpointRoundTrip(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	e, err := ListenTCPEndpoint("bench-db", "127.0.0.1:0", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	c, err := net.Dial("tcp", e.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, 512)
+	buf := make([]byte, len(msg))
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
