@@ -155,7 +155,7 @@ or run the whole rehearsal at once:  tandem gameday`,
 	pf.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	pf.BoolVarP(&o.Verbose, "verbose", "v", false, "log platform details to stderr")
 
-	root.AddCommand(newUpCmd(o), newDownCmd(o), newStatusCmd(o), newDeployCmd(o), newFailoverCmd(o), newReprotectCmd(o), newProbeCmd(o), newFaultCmd(o), newGamedayCmd(o))
+	root.AddCommand(newUpCmd(o), newDownCmd(o), newStatusCmd(o), newDeployCmd(o), newFailoverCmd(o), newReprotectCmd(o), newProbeCmd(o), newFaultCmd(o), newOperatorCmd(o), newGamedayCmd(o))
 	return root
 }
 

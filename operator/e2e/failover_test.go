@@ -197,26 +197,12 @@ func TestSwitchoverUnderWriteLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := st.Regions[0]
-	_, portText, _ := strings.Cut(old.Database.Server, ":")
-	port, _ := strconv.Atoi(portText)
-	s, err := pgproc.New(pgproc.Options{Name: "resurrected", DataDir: old.Database.DataDir, Port: port, Password: h.pgPassword(), Durable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(ctx); err != nil {
-		t.Fatalf("start the old primary by hand: %v", err)
-	}
-	defer s.Stop(10 * time.Second)
-	conn, err := s.Connect(ctx, "claims")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "CREATE TABLE resurrected_write (x int)")
-	if err == nil || !strings.Contains(err.Error(), "read-only") {
-		t.Errorf("the old primary restarted by hand took a write (err %v)", err)
-	}
+	assertFencedOnRestart(t, h, st.Regions[0].Database.DataDir, st.Regions[0].Database.Server)
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // TestFailoverRefusedOnReplicaLag: a replica that applies WAL late is
