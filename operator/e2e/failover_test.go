@@ -256,3 +256,35 @@ func TestFailoverRefusedOnReplicaLag(t *testing.T) {
 		t.Errorf("after a forced planned switchover: %d acknowledged, %d missing (%v)", n, len(missing), err)
 	}
 }
+
+// TestReprotectThatCannotRejoinFails: with the new primary's region
+// partitioned away, neither pg_rewind nor a base backup can reach it; the
+// reprotect exits non-zero and says both failed, and the region is not
+// reported as a healthy replica.
+func TestReprotectThatCannotRejoinFails(t *testing.T) {
+	h := newHarness(t, fastDeploys)
+	ctx := context.Background()
+	if code, out := h.run("failover", "--to", "local-b", "--yes"); code != 0 {
+		t.Fatalf("failover: exit %d\n%s", code, out)
+	}
+	if _, err := h.c.Partition(ctx, "local-b"); err != nil {
+		t.Fatal(err)
+	}
+	code, out := h.run("reprotect", "local-a")
+	if code == 0 || !strings.Contains(out, "reprotect local-a failed: pg_rewind:") || !strings.Contains(out, "base backup:") {
+		t.Fatalf("reprotect with the primary unreachable: exit %d, want non-zero naming both failures:\n%s", code, out)
+	}
+	st, err := h.c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role := st.Regions[0].Database.Role; role == "replica" {
+		t.Errorf("a failed rejoin is reported as a replica")
+	}
+	if _, err := h.c.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := h.run("reprotect", "local-a"); code != 0 {
+		t.Fatalf("reprotect after heal: exit %d\n%s", code, out)
+	}
+}
