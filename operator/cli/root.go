@@ -112,14 +112,14 @@ func NewRootCmd(out, errw io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "tandem",
 		Short: "Blue/green deploys and region failover for a multi-region platform",
-		Long: `tandem drives blue/green deploys with automatic rollback and planned region
-switchover on the embedded local platform: real PostgreSQL and Redis
-replication, service processes and proxies on loopback. (The AWS driver, and
-failback after a switchover, are not in this version.)
+		Long: `tandem drives blue/green deploys with analysis and automatic rollback, and
+region failover, switchover and failback, on the embedded local platform: real
+PostgreSQL and Redis replication, service processes and proxies on loopback.
+(The AWS driver is not in this version; infra/ provisions AWS with Pulumi.)
 
 Start with:  tandem up -d     (the local platform, in the background)
              tandem status
-             tandem deploy claims --version v2
+             tandem deploy claims --version v2 --wait
              tandem failover --to local-b
              tandem down
 or run the whole rehearsal at once:  tandem gameday`,
