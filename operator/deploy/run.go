@@ -26,48 +26,19 @@ func (e *Engine) Run(ctx context.Context, service string) (*Deploy, error) {
 	if !d.Open() {
 		return d, nil
 	}
-	ttl := d.Request.Policy.LeaseTTL
 	// Leases run on the wall clock: they are about real operators that
 	// crash, whatever clock the phases use.
-	lease, err := state.Acquire(ctx, e.Store, "deploy/"+service, e.Holder, ttl, time.Now())
+	ctx, held, err := state.Hold(ctx, e.Store, "deploy/"+service, e.Holder, d.Request.Policy.LeaseTTL)
 	if err != nil {
-		var held *state.HeldError
-		if errors.As(err, &held) {
+		var h *state.HeldError
+		if errors.As(err, &h) {
 			return d, fmt.Errorf("deploy %s of %s is being run by %s (lease epoch %d, renewed until %s); watch it with `tandem deploy watch %s`: %w",
-				d.ID, service, held.Lease.Holder, held.Lease.Epoch, held.Lease.Expires.Format(time.TimeOnly), service, state.ErrHeld)
+				d.ID, service, h.Lease.Holder, h.Lease.Epoch, h.Lease.Expires.Format(time.TimeOnly), service, state.ErrHeld)
 		}
 		return d, fmt.Errorf("take the deploy lease of %s: %w", service, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var lost error
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(ttl / 3):
-			}
-			l, err := state.Renew(ctx, e.Store, lease, ttl, time.Now())
-			if err != nil {
-				if ctx.Err() == nil {
-					lost = err
-					cancel()
-				}
-				return
-			}
-			lease = l
-		}
-	}()
-	defer func() {
-		cancel()
-		<-renewed
-		if lost == nil {
-			_ = state.Release(context.WithoutCancel(ctx), e.Store, lease)
-		}
-	}()
+	defer held.Release(context.WithoutCancel(ctx), e.Store)
+	lease := held.Lease
 
 	resumed := d.Holder != "" || d.Epoch != 0
 	d.Epoch, d.Holder = lease.Epoch, e.Holder
@@ -81,7 +52,7 @@ func (e *Engine) Run(ctx context.Context, service string) (*Deploy, error) {
 	}
 	for {
 		if ctx.Err() != nil {
-			if lost != nil {
+			if lost := held.Lost(); lost != nil {
 				return d, fmt.Errorf("deploy lease of %s lost; this operator stopped acting: %w", service, lost)
 			}
 			return d, ctx.Err()

@@ -128,47 +128,19 @@ func (e *Engine) Run(ctx context.Context) (*Failover, error) {
 	if ttl <= 0 {
 		ttl = 10 * time.Second
 	}
-	lease, err := state.Acquire(ctx, e.Store, leaseResource, e.Holder, ttl, time.Now())
+	ctx, held, err := state.Hold(ctx, e.Store, leaseResource, e.Holder, ttl)
 	if err != nil {
 		return f, fmt.Errorf("take the failover lease: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var lost error
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(ttl / 3):
-			}
-			l, err := state.Renew(ctx, e.Store, lease, ttl, time.Now())
-			if err != nil {
-				if ctx.Err() == nil {
-					lost = err
-					cancel()
-				}
-				return
-			}
-			lease = l
-		}
-	}()
-	defer func() {
-		cancel()
-		<-renewed
-		if lost == nil {
-			_ = state.Release(context.WithoutCancel(ctx), e.Store, lease)
-		}
-	}()
+	defer held.Release(context.WithoutCancel(ctx), e.Store)
+	lease := held.Lease
 	f.Epoch, f.Holder = lease.Epoch, e.Holder
 	if err := e.save(ctx, f); err != nil {
 		return f, err
 	}
 	for f.Next < len(f.Steps) {
 		if ctx.Err() != nil {
-			if lost != nil {
+			if lost := held.Lost(); lost != nil {
 				return f, fmt.Errorf("failover lease lost; this operator stopped acting: %w", lost)
 			}
 			return f, ctx.Err()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -117,4 +118,71 @@ func Release(ctx context.Context, s Store, l Lease) error {
 	b, _ := json.Marshal(cur)
 	_, err = s.Put(ctx, leaseTable, l.Resource, b, cur.version)
 	return err
+}
+
+// Held is a lease kept alive in the background until Release.
+type Held struct {
+	Lease  Lease
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	lost   error
+}
+
+// Hold acquires the lease and renews it every ttl/3. The returned context
+// ends when the lease is lost (Lost says why) or the parent ends, so work
+// done under it stops the moment another operator may have taken over.
+func Hold(ctx context.Context, s Store, resource, holder string, ttl time.Duration) (context.Context, *Held, error) {
+	l, err := Acquire(ctx, s, resource, holder, ttl, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	h := &Held{Lease: l, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(ttl / 3):
+			}
+			next, err := Renew(ctx, s, h.lease(), ttl, time.Now())
+			if err != nil {
+				if ctx.Err() == nil {
+					h.mu.Lock()
+					h.lost = err
+					h.mu.Unlock()
+					cancel()
+				}
+				return
+			}
+			h.mu.Lock()
+			h.Lease = next
+			h.mu.Unlock()
+		}
+	}()
+	return ctx, h, nil
+}
+
+func (h *Held) lease() Lease {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.Lease
+}
+
+// Lost reports why the lease was lost, or nil.
+func (h *Held) Lost() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lost
+}
+
+// Release stops renewing and gives the lease up, unless it was lost.
+func (h *Held) Release(ctx context.Context, s Store) {
+	h.cancel()
+	<-h.done
+	if h.Lost() == nil {
+		_ = Release(ctx, s, h.lease())
+	}
 }

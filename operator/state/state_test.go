@@ -123,3 +123,24 @@ func TestLease(t *testing.T) {
 		t.Fatalf("acquire after release: %+v, %v", c, err)
 	}
 }
+
+func TestHoldRenewsUntilReleased(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTemp(t)
+	hctx, held, err := Hold(ctx, s, "failover", "op-a", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past one TTL: only renewal keeps it
+	if _, err := Acquire(ctx, s, "failover", "op-b", time.Second, time.Now()); !errors.Is(err, ErrHeld) {
+		t.Fatalf("acquire while held and renewed = %v, want ErrHeld", err)
+	}
+	if hctx.Err() != nil || held.Lost() != nil {
+		t.Fatalf("the held lease was lost: %v", held.Lost())
+	}
+	held.Release(ctx, s)
+	if _, err := Acquire(ctx, s, "failover", "op-b", time.Second, time.Now()); err != nil {
+		t.Fatalf("acquire after release: %v", err)
+	}
+}
