@@ -73,9 +73,7 @@ type Server struct {
 	opts    Options
 	bin     string
 	account procutil.Account
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	proc    *procutil.Proc
 }
 
 // New describes a server whose data directory already exists (or will be
@@ -274,22 +272,22 @@ func (s *Server) writeSettings(extra map[string]string) error {
 
 // Start launches the server and waits until it accepts connections.
 func (s *Server) Start(ctx context.Context) error {
-	if s.cmd != nil && !s.Stopped() {
+	if !s.Stopped() {
 		return fmt.Errorf("postgres %s is already running", s.opts.Name)
 	}
 	// A stale pid file from a killed server would stop a new one starting.
 	_ = os.Remove(filepath.Join(s.opts.DataDir, "postmaster.pid"))
 	cmd := s.command(context.WithoutCancel(ctx), "postgres", "-D", s.opts.DataDir)
 	cmd.Stdout, cmd.Stderr = s.opts.Log, s.opts.Log
-	if err := cmd.Start(); err != nil {
+	proc, err := procutil.StartProc(cmd)
+	if err != nil {
 		return fmt.Errorf("start postgres %s: %w", s.opts.Name, err)
 	}
-	s.cmd, s.exited = cmd, make(chan struct{})
-	go func() { s.waitErr = cmd.Wait(); close(s.exited) }()
+	s.proc = proc
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if s.Stopped() {
-			return fmt.Errorf("postgres %s exited during start: %v (see its log)", s.opts.Name, s.waitErr)
+			return fmt.Errorf("postgres %s exited during start: %v (see its log)", s.opts.Name, s.proc.Err())
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.Connect(cctx, s.DSN("postgres"))
@@ -306,56 +304,21 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 }
 
-// Pid returns the postmaster's pid, or 0.
-func (s *Server) Pid() int {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
+// Pid returns the process id, or 0.
+func (s *Server) Pid() int { return s.proc.Pid() }
 
-// Exited is closed when the server process ends.
-func (s *Server) Exited() <-chan struct{} {
-	if s.exited == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return s.exited
-}
+// Exited is closed when the process ends.
+func (s *Server) Exited() <-chan struct{} { return s.proc.Exited() }
 
-// Stopped reports whether the server process has ended (or never started).
-func (s *Server) Stopped() bool {
-	select {
-	case <-s.Exited():
-		return true
-	default:
-		return false
-	}
-}
+// Stopped reports whether the process has ended (or never started).
+func (s *Server) Stopped() bool { return s.proc.Stopped() }
 
 // Stop shuts the server down ("fast" mode: disconnect clients, checkpoint)
 // and kills it if it has not ended within the timeout.
-func (s *Server) Stop(timeout time.Duration) {
-	if s.Stopped() {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.exited:
-	case <-time.After(timeout):
-		s.Kill()
-	}
-}
+func (s *Server) Stop(timeout time.Duration) { s.proc.Stop(syscall.SIGINT, timeout) }
 
-// Kill ends the server and its backends at once, like a crash.
-func (s *Server) Kill() {
-	if s.Stopped() {
-		return
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.exited
-}
+// Kill ends the server at once, like a crash.
+func (s *Server) Kill() { s.proc.Kill() }
 
 // Connect opens a connection to database db.
 func (s *Server) Connect(ctx context.Context, db string) (*pgx.Conn, error) {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -122,4 +123,76 @@ func Alive(pid int) bool {
 	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Proc is a started child process whose end is observed once: the shared
+// lifecycle of the database and cache servers.
+type Proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error
+}
+
+// StartProc starts cmd and watches for its end.
+func StartProc(cmd *exec.Cmd) (*Proc, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &Proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	return p, nil
+}
+
+// Pid returns the process id, or 0 for a nil Proc.
+func (p *Proc) Pid() int {
+	if p == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Exited is closed when the process ends (at once for a nil Proc).
+func (p *Proc) Exited() <-chan struct{} {
+	if p == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return p.exited
+}
+
+// Err is how the process ended (valid once Exited is closed).
+func (p *Proc) Err() error { return p.err }
+
+// Stopped reports whether the process has ended (or never started).
+func (p *Proc) Stopped() bool {
+	select {
+	case <-p.Exited():
+		return true
+	default:
+		return false
+	}
+}
+
+// Stop sends sig and kills the process group if it has not ended within
+// the timeout.
+func (p *Proc) Stop(sig syscall.Signal, timeout time.Duration) {
+	if p.Stopped() {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		p.Kill()
+	}
+}
+
+// Kill ends the process group at once, like a crash.
+func (p *Proc) Kill() {
+	if p.Stopped() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.exited
 }

@@ -49,9 +49,8 @@ type Options struct {
 
 // Server is one redis-server process.
 type Server struct {
-	opts   Options
-	cmd    *exec.Cmd
-	exited chan struct{}
+	opts Options
+	proc *procutil.Proc
 }
 
 // New describes a server.
@@ -108,11 +107,11 @@ func (s *Server) Start(ctx context.Context) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = s.opts.Log, s.opts.Log
 	procutil.Account{}.Prepare(cmd)
-	if err := cmd.Start(); err != nil {
+	proc, err := procutil.StartProc(cmd)
+	if err != nil {
 		return fmt.Errorf("start redis %s: %w", s.opts.Name, err)
 	}
-	s.cmd, s.exited = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(s.exited) }()
+	s.proc = proc
 	c := s.Client(0)
 	defer c.Close()
 	deadline := time.Now().Add(20 * time.Second)
@@ -145,51 +144,16 @@ func (s *Server) Client(db int) *redis.Client {
 }
 
 // Pid returns the process id, or 0.
-func (s *Server) Pid() int {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
+func (s *Server) Pid() int { return s.proc.Pid() }
 
 // Exited is closed when the process ends.
-func (s *Server) Exited() <-chan struct{} {
-	if s.exited == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return s.exited
-}
+func (s *Server) Exited() <-chan struct{} { return s.proc.Exited() }
 
 // Stopped reports whether the process has ended (or never started).
-func (s *Server) Stopped() bool {
-	select {
-	case <-s.Exited():
-		return true
-	default:
-		return false
-	}
-}
+func (s *Server) Stopped() bool { return s.proc.Stopped() }
 
 // Stop asks the server to end (SIGTERM) and kills it after the timeout.
-func (s *Server) Stop(timeout time.Duration) {
-	if s.Stopped() {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(timeout):
-		s.Kill()
-	}
-}
+func (s *Server) Stop(timeout time.Duration) { s.proc.Stop(syscall.SIGTERM, timeout) }
 
-// Kill ends the server at once.
-func (s *Server) Kill() {
-	if s.Stopped() {
-		return
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.exited
-}
+// Kill ends the server at once, like a crash.
+func (s *Server) Kill() { s.proc.Kill() }
