@@ -2,7 +2,8 @@
 // contract with the platform (config), the HTTP server and its middleware
 // (web), PostgreSQL pools and migrations (db), the Redis client (cache),
 // structured logging with trace ids (logging), OpenTelemetry traces and
-// metrics (telemetry), process lifecycle and exit codes (app),
+// metrics (telemetry), process lifecycle and exit codes (app), opening
+// those shared dependencies and serving with an ordered shutdown (boot),
 // waiting out dependencies that are still starting (retry), the
 // jurisdictions the rules cover (usstates) and the event contracts that
 // cross service boundaries (events).

@@ -6,12 +6,9 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,11 +19,8 @@ import (
 	"github.com/tandemhq/tandem/services/claims/internal/eligibility"
 	"github.com/tandemhq/tandem/services/claims/internal/outbox"
 	"github.com/tandemhq/tandem/services/claims/internal/schema"
-	"github.com/tandemhq/tandem/services/kit/cache"
+	"github.com/tandemhq/tandem/services/kit/boot"
 	"github.com/tandemhq/tandem/services/kit/config"
-	"github.com/tandemhq/tandem/services/kit/db"
-	"github.com/tandemhq/tandem/services/kit/logging"
-	"github.com/tandemhq/tandem/services/kit/retry"
 	"github.com/tandemhq/tandem/services/kit/telemetry"
 	"github.com/tandemhq/tandem/services/kit/web"
 )
@@ -159,54 +153,23 @@ func Run(ctx context.Context, lookup config.Lookup, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l := logging.New(logOut, Name, cfg.Base)
-	tel, err := telemetry.Setup(ctx, cfg.Telemetry, cfg.Base)
+	rt, err := boot.Start(ctx, boot.Spec{Service: Name, Base: cfg.Base, Telemetry: cfg.Telemetry, Migrations: schema.Migrations()}, logOut)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-
-	pool, err := db.Connect(ctx, l, "claims database", cfg.DatabaseURL, retry.DefaultPolicy, tel.InstrumentPool)
+	defer rt.Close()
+	read, err := rt.OpenRead(ctx)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	_ = tel.RecordPoolStats(pool, "primary")
-	if err := db.Migrate(ctx, l, pool, schema.Migrations()); err != nil {
-		return fmt.Errorf("migrate claims database: %w", err)
-	}
-	read := pool
-	if cfg.DatabaseReadURL != cfg.DatabaseURL {
-		read, err = db.Connect(ctx, l, "claims read replica", cfg.DatabaseReadURL, retry.DefaultPolicy, tel.InstrumentPool)
-		if err != nil {
-			return err
-		}
-		defer read.Close()
-		_ = tel.RecordPoolStats(read, "replica")
-	}
-	rdb, err := cache.Connect(ctx, l, cfg.RedisURL, retry.DefaultPolicy, tel.InstrumentRedis)
+	rdb, err := rt.ConnectRedis(ctx, cfg.RedisURL)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
 
-	a := Build(cfg, l, Deps{Primary: pool, Read: read, Redis: rdb, Telemetry: tel}, outbox.Options{})
-	ln, err := net.Listen("tcp", cfg.Addr())
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
-	}
-
-	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { a.Relay.Run(wctx) })
-	wg.Go(func() { a.Service.RunReadjudicator(wctx, cfg.ReadjudicateInterval, a.Recovered) })
-
-	err = web.Serve(ctx, ln, a.Handler, l, web.ShutdownTimeout)
-	stopWorkers()
-	wg.Wait()
-	return err
+	a := Build(cfg, rt.Log, Deps{Primary: rt.Primary, Read: read, Redis: rdb, Telemetry: rt.Telemetry}, outbox.Options{})
+	return rt.Serve(ctx, a.Handler,
+		a.Relay.Run,
+		func(wctx context.Context) { a.Service.RunReadjudicator(wctx, cfg.ReadjudicateInterval, a.Recovered) },
+	)
 }

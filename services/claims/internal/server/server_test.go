@@ -1,11 +1,8 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -23,6 +20,7 @@ import (
 	"github.com/tandemhq/tandem/services/claims/internal/eligibility"
 	"github.com/tandemhq/tandem/services/claims/internal/outbox"
 	"github.com/tandemhq/tandem/services/claims/internal/schema"
+	"github.com/tandemhq/tandem/services/kit/apptest"
 	"github.com/tandemhq/tandem/services/kit/cache"
 	"github.com/tandemhq/tandem/services/kit/config"
 	"github.com/tandemhq/tandem/services/kit/db"
@@ -307,13 +305,7 @@ func TestOutboxIsWrittenInTheClaimTransaction(t *testing.T) {
 
 func TestPendedWhenEligibilityIsDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	_ = ln.Close()
-	f := setup(t, closed)
+	f := setup(t, "http://"+apptest.FreeAddr(t).String())
 
 	for i := range 5 { // enough to open the breaker on the way
 		start := time.Now()
@@ -543,39 +535,16 @@ func TestReadinessDegradesWithoutFailing(t *testing.T) {
 // before Run returns.
 func TestRunDrainsOnShutdown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	addr := apptest.FreeAddr(t)
 	redisURL := testinfra.RedisURL(t)
 	dsn := testinfra.PostgresDSN(t, "claims")
 	env := config.MapLookup(map[string]string{
-		"HOST": "127.0.0.1", "PORT": fmt.Sprint(port), "DATABASE_URL": dsn, "REDIS_URL": redisURL,
+		"HOST": "127.0.0.1", "PORT": fmt.Sprint(addr.Port), "DATABASE_URL": dsn, "REDIS_URL": redisURL,
 		"ELIGIBILITY_URL": newEligibility(t).srv.URL, "TANDEM_REGION": "us-west-2", "TANDEM_COLOR": "green",
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, env, io.Discard) }()
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + web.ReadinessPath)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("claims never became ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/claims", strings.NewReader(sampleBody))
+	stop := apptest.Start(t, Run, env)
+	apptest.WaitReady(t, "http://"+addr.String())
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr.String()+"/v1/claims", strings.NewReader(sampleBody))
 	req.Header.Set("Idempotency-Key", "run-1")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -586,15 +555,7 @@ func TestRunDrainsOnShutdown(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || resp.Header.Get(web.HeaderColor) != "green" {
 		t.Fatalf("POST = %d %v", resp.StatusCode, resp.Header)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v after cancellation, want nil", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after cancellation")
-	}
+	stop()
 
 	opt, err := redis.ParseURL(redisURL)
 	if err != nil {

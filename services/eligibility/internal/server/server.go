@@ -5,12 +5,9 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,11 +18,8 @@ import (
 	"github.com/tandemhq/tandem/services/eligibility/internal/determine"
 	"github.com/tandemhq/tandem/services/eligibility/internal/rules"
 	"github.com/tandemhq/tandem/services/eligibility/internal/schema"
-	"github.com/tandemhq/tandem/services/kit/cache"
+	"github.com/tandemhq/tandem/services/kit/boot"
 	"github.com/tandemhq/tandem/services/kit/config"
-	"github.com/tandemhq/tandem/services/kit/db"
-	"github.com/tandemhq/tandem/services/kit/logging"
-	"github.com/tandemhq/tandem/services/kit/retry"
 	"github.com/tandemhq/tandem/services/kit/telemetry"
 	"github.com/tandemhq/tandem/services/kit/web"
 )
@@ -66,26 +60,12 @@ func Run(ctx context.Context, lookup config.Lookup, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l := logging.New(logOut, Name, cfg.Base)
-	tel, err := telemetry.Setup(ctx, cfg.Telemetry, cfg.Base)
+	rt, err := boot.Start(ctx, boot.Spec{Service: Name, Base: cfg.Base, Telemetry: cfg.Telemetry, Migrations: schema.Migrations()}, logOut)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-
-	pool, err := db.Connect(ctx, l, "eligibility database", cfg.DatabaseURL, retry.DefaultPolicy, tel.InstrumentPool)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	_ = tel.RecordPoolStats(pool, "primary")
-	if err := db.Migrate(ctx, l, pool, schema.Migrations()); err != nil {
-		return fmt.Errorf("migrate eligibility database: %w", err)
-	}
+	defer rt.Close()
+	l, pool := rt.Log, rt.Primary
 	// The whole rule set is checked once at start: a service whose rules
 	// are incomplete must not start answering.
 	table, err := rules.Load(ctx, pool, time.Now)
@@ -95,50 +75,36 @@ func Run(ctx context.Context, lookup config.Lookup, logOut io.Writer) error {
 	for _, lapsed := range table.Lapsed() {
 		l.Warn("rule set past its effective period; add its successor in a migration", "ruleSet", lapsed)
 	}
-	read := pool
-	if cfg.DatabaseReadURL != cfg.DatabaseURL {
-		read, err = db.Connect(ctx, l, "eligibility read replica", cfg.DatabaseReadURL, retry.DefaultPolicy, tel.InstrumentPool)
-		if err != nil {
-			return err
-		}
-		defer read.Close()
-		_ = tel.RecordPoolStats(read, "replica")
+	read, err := rt.OpenRead(ctx)
+	if err != nil {
+		return err
 	}
 	var rdb *redis.Client
 	if cfg.RedisURL != "" && cfg.CacheTTL > 0 {
 		// Redis is only a cache here: the service starts without waiting
 		// for it and serves from the database while it is away.
-		rdb, err = cache.Open(cfg.RedisURL, tel.InstrumentRedis)
+		rdb, err = rt.OpenRedis(cfg.RedisURL)
 		if err != nil {
 			return err
 		}
-		defer rdb.Close()
 	}
 	svc := determine.New(rules.NewStore(read, pool), determine.Options{
-		Redis: rdb, TTL: cfg.CacheTTL, Meter: tel.Meter(Name),
+		Redis: rdb, TTL: cfg.CacheTTL, Meter: rt.Telemetry.Meter(Name),
 	}, l)
 	if err := svc.Init(ctx); err != nil {
 		return err
 	}
 	l.Info("determinations ready", "cache", svc.CacheEnabled(), "cacheTTL", cfg.CacheTTL.String(), "rulesRevision", svc.Revision())
 
-	ln, err := net.Listen("tcp", cfg.Addr())
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
-	}
-	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
+	var workers []func(context.Context)
 	if svc.CacheEnabled() {
 		listenCfg := pool.Config().ConnConfig.Copy()
 		listenCfg.Tracer = nil
-		wg.Go(func() {
+		workers = append(workers, func(wctx context.Context) {
 			svc.Run(wctx, func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, listenCfg) })
 		})
 	}
-	err = web.Serve(ctx, ln, Handler(cfg.Base, l, tel, svc, Checks(pool, read, svc)...), l, web.ShutdownTimeout)
-	stopWorkers()
-	wg.Wait()
-	return err
+	return rt.Serve(ctx, Handler(cfg.Base, l, rt.Telemetry, svc, Checks(pool, read, svc)...), workers...)
 }
 
 // Checks are the readiness checks: the primary is required (migrations,

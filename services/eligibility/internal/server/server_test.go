@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -23,6 +22,7 @@ import (
 	"github.com/tandemhq/tandem/services/eligibility/internal/determine"
 	"github.com/tandemhq/tandem/services/eligibility/internal/rules"
 	"github.com/tandemhq/tandem/services/eligibility/internal/schema"
+	"github.com/tandemhq/tandem/services/kit/apptest"
 	"github.com/tandemhq/tandem/services/kit/config"
 	"github.com/tandemhq/tandem/services/kit/db"
 	"github.com/tandemhq/tandem/services/kit/logging"
@@ -366,38 +366,16 @@ func TestReadinessFollowsTheDatabase(t *testing.T) {
 // environment, and stops it the way the platform does, by cancelling.
 func TestRun(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	_ = ln.Close()
+	addr := apptest.FreeAddr(t)
 	env := config.MapLookup(map[string]string{
 		"HOST": "127.0.0.1", "PORT": fmt.Sprint(addr.Port),
 		"DATABASE_URL": testinfra.PostgresDSN(t, "eligibility"),
 		"REDIS_URL":    testinfra.RedisURL(t), "ELIGIBILITY_CACHE_TTL": "30s",
 		"TANDEM_REGION": "us-west-2", "TANDEM_COLOR": "blue", "TANDEM_VERSION": "v1",
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, env, io.Discard) }()
-
+	stop := apptest.Start(t, Run, env)
 	base := "http://" + addr.String()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + web.ReadinessPath)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("service never became ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	apptest.WaitReady(t, base)
 	resp, err := http.Post(base+"/v1/eligibility/determinations", "application/json",
 		strings.NewReader(`{"program":"medicaid","state":"OH","householdSize":1,"monthlyIncomeCents":179975}`))
 	if err != nil {
@@ -412,15 +390,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("identity headers = %v", resp.Header)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run returned %v after cancellation, want nil", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not return after cancellation")
-	}
+	stop()
 }
 
 func scrape(t *testing.T, c *http.Client, base string) string {
@@ -524,13 +494,7 @@ func TestRevisionReadWithAnAnswerAdvancesTheCache(t *testing.T) {
 func TestCacheOutageDegradesButAnswers(t *testing.T) {
 	t.Parallel()
 	f := setup(t, false)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 50 * time.Millisecond, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: apptest.FreeAddr(t).String(), DialTimeout: 50 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	svc := determine.New(rules.NewStore(f.pool, f.pool), determine.Options{Redis: rdb, TTL: time.Minute, Now: fy2026}, logging.Discard())
 	if err := svc.Init(t.Context()); err != nil {

@@ -6,23 +6,17 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tandemhq/tandem/services/kit/cache"
+	"github.com/tandemhq/tandem/services/kit/boot"
 	"github.com/tandemhq/tandem/services/kit/config"
-	"github.com/tandemhq/tandem/services/kit/db"
 	"github.com/tandemhq/tandem/services/kit/events"
-	"github.com/tandemhq/tandem/services/kit/logging"
-	"github.com/tandemhq/tandem/services/kit/retry"
 	"github.com/tandemhq/tandem/services/kit/telemetry"
 	"github.com/tandemhq/tandem/services/kit/web"
 	"github.com/tandemhq/tandem/services/notifications/internal/api"
@@ -171,58 +165,26 @@ func Run(ctx context.Context, lookup config.Lookup, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l := logging.New(logOut, Name, cfg.Base)
-	tel, err := telemetry.Setup(ctx, cfg.Telemetry, cfg.Base)
+	rt, err := boot.Start(ctx, boot.Spec{Service: Name, Base: cfg.Base, Telemetry: cfg.Telemetry, Migrations: schema.Migrations()}, logOut)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
+	defer rt.Close()
+	replica, err := rt.OpenRead(ctx)
+	if err != nil {
+		return err
+	}
+	rdb, err := rt.ConnectRedis(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
 
-	primary, err := db.Connect(ctx, l, "notifications database", cfg.DatabaseURL, retry.DefaultPolicy, tel.InstrumentPool)
-	if err != nil {
-		return err
-	}
-	defer primary.Close()
-	_ = tel.RecordPoolStats(primary, "primary")
-	if err := db.Migrate(ctx, l, primary, schema.Migrations()); err != nil {
-		return fmt.Errorf("migrate notifications database: %w", err)
-	}
-	replica := primary
-	if cfg.DatabaseReadURL != cfg.DatabaseURL {
-		replica, err = db.Connect(ctx, l, "notifications read replica", cfg.DatabaseReadURL, retry.DefaultPolicy, tel.InstrumentPool)
-		if err != nil {
-			return err
-		}
-		defer replica.Close()
-		_ = tel.RecordPoolStats(replica, "replica")
-	}
-	rdb, err := cache.Connect(ctx, l, cfg.RedisURL, retry.DefaultPolicy, tel.InstrumentRedis)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-
-	a := Build(cfg, l, Deps{Primary: primary, Replica: replica, Redis: rdb, Telemetry: tel}, consumer.Options{})
-	if a.Delivery == nil {
-		l.Warn("NOTIFICATIONS_WEBHOOK_URL is not set: notifications are recorded but not delivered")
-	}
-	ln, err := net.Listen("tcp", cfg.Addr())
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
-	}
-	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { a.Consumer.Run(wctx) })
+	a := Build(cfg, rt.Log, Deps{Primary: rt.Primary, Replica: replica, Redis: rdb, Telemetry: rt.Telemetry}, consumer.Options{})
+	workers := []func(context.Context){a.Consumer.Run}
 	if a.Delivery != nil {
-		wg.Go(func() { a.Delivery.Run(wctx) })
+		workers = append(workers, a.Delivery.Run)
+	} else {
+		rt.Log.Warn("NOTIFICATIONS_WEBHOOK_URL is not set: notifications are recorded but not delivered")
 	}
-
-	err = web.Serve(ctx, ln, a.Handler, l, web.ShutdownTimeout)
-	stopWorkers()
-	wg.Wait()
-	return err
+	return rt.Serve(ctx, a.Handler, workers...)
 }

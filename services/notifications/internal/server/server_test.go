@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -18,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tandemhq/tandem/internal/testinfra"
+	"github.com/tandemhq/tandem/services/kit/apptest"
 	"github.com/tandemhq/tandem/services/kit/cache"
 	"github.com/tandemhq/tandem/services/kit/config"
 	"github.com/tandemhq/tandem/services/kit/db"
@@ -297,25 +296,16 @@ func TestRunConsumesEventsPublishedBeforeItStarted(t *testing.T) {
 	claim := uuid.NewString()
 	publish(t, rdb, decided(claim, "approved"))
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	addr := apptest.FreeAddr(t)
 	env := config.MapLookup(map[string]string{
-		"HOST": "127.0.0.1", "PORT": fmt.Sprint(port), "REDIS_URL": redisURL,
+		"HOST": "127.0.0.1", "PORT": fmt.Sprint(addr.Port), "REDIS_URL": redisURL,
 		"DATABASE_URL": testinfra.PostgresDSN(t, "notifications"),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, env, io.Discard) }()
+	stop := apptest.Start(t, Run, env)
 
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(apptest.Timeout)
 	for {
-		resp, err := http.Get("http://" + addr + "/v1/notifications?claimId=" + claim)
+		resp, err := http.Get("http://" + addr.String() + "/v1/notifications?claimId=" + claim)
 		if err == nil {
 			var body struct {
 				Notifications []notify.Notification `json:"notifications"`
@@ -331,13 +321,5 @@ func TestRunConsumesEventsPublishedBeforeItStarted(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v after cancellation, want nil", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not return after cancellation")
-	}
+	stop()
 }
