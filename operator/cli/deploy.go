@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tandemhq/tandem/operator/deploy"
+	"github.com/tandemhq/tandem/operator/failover"
 	"github.com/tandemhq/tandem/operator/local"
 	"github.com/tandemhq/tandem/operator/state"
 	"github.com/tandemhq/tandem/operator/topology"
@@ -167,7 +168,20 @@ func runDeploy(ctx context.Context, o *Options, service string, f deployFlags) e
 	}
 	if f.dryRun {
 		req.Region = "(active region)"
-		if c, err := local.Dial(o.StateDir); err == nil {
+		if local.Running(o.StateDir) {
+			loaded := o.Stack
+			c, err := o.dial(ctx)
+			if err != nil {
+				return err
+			}
+			if o.Stack != loaded {
+				if spec, err = o.spec(); err != nil {
+					return err
+				}
+				if req, err = parseDeployFlags(spec, service, f); err != nil {
+					return err
+				}
+			}
 			if r, err := c.ActiveRegion(ctx); err == nil {
 				req.Region = r
 			}
@@ -192,6 +206,9 @@ func runDeploy(ctx context.Context, o *Options, service string, f deployFlags) e
 		if req, err = parseDeployFlags(spec, service, f); err != nil {
 			return err
 		}
+	}
+	if f, err := o.failoverEngine(c).Current(ctx); err == nil && f.Status == failover.StatusRunning {
+		return fmt.Errorf("%w: failover %s (%s -> %s) is in progress; finish it first (`tandem failover resume`)", deploy.ErrPreflight, f.ID, f.From, f.To)
 	}
 	if req.Region, err = c.ActiveRegion(ctx); err != nil {
 		return err

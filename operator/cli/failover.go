@@ -115,7 +115,7 @@ func (o *Options) failoverEngine(c *local.Client) *failover.Engine {
 }
 
 func runFailover(ctx context.Context, o *Options, in io.Reader, f failoverFlags) error {
-	_, c, req, err := o.failoverRequest(ctx, f)
+	spec, c, req, err := o.failoverRequest(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -129,6 +129,9 @@ func runFailover(ctx context.Context, o *Options, in io.Reader, f failoverFlags)
 	}
 	if len(plan.Refusals) > 0 && !req.Force {
 		return fmt.Errorf("%w: %s (--force overrides)", failover.ErrRefused, strings.Join(plan.Refusals, "; "))
+	}
+	if open := o.openDeploys(ctx, c, spec); len(open) > 0 && !req.Force {
+		return fmt.Errorf("%w: %s; a failover would strand it — finish or abort it first (`tandem deploy abort SERVICE --wait`), or --force", failover.ErrRefused, strings.Join(open, "; "))
 	}
 	if !f.yes && isTerminal(o.Out) && isTerminalReader(in) {
 		fmt.Fprintf(o.Out, "\nfail the platform over from %s to %s (%s)? [y/N] ", plan.From, plan.To, plan.Mode)
@@ -198,9 +201,15 @@ func newFailoverPlanCmd(o *Options) *cobra.Command {
 				return err
 			}
 			if o.json() {
-				return writeJSON(o.Out, plan)
+				if err := writeJSON(o.Out, plan); err != nil {
+					return err
+				}
+			} else {
+				printFailoverPlan(o.Out, plan)
 			}
-			printFailoverPlan(o.Out, plan)
+			if len(plan.Refusals) > 0 {
+				return fmt.Errorf("%w: this failover would be refused: %s (--force overrides)", failover.ErrRefused, strings.Join(plan.Refusals, "; "))
+			}
 			return nil
 		},
 	}
@@ -261,8 +270,12 @@ func newFailoverStatusCmd(o *Options) *cobra.Command {
 			if o.json() {
 				return writeJSON(o.Out, f)
 			}
-			fmt.Fprintf(o.Out, "failover %s: %s -> %s (%s), %s, next step %d of %d, epoch %d, fence position %s\n",
-				f.ID, f.From, f.To, f.Mode, f.Status, f.Next+1, len(f.Steps), f.Epoch, f.FencePosition)
+			progress := fmt.Sprintf("next step %d of %d", f.Next+1, len(f.Steps))
+			if f.Next >= len(f.Steps) {
+				progress = fmt.Sprintf("all %d steps done", len(f.Steps))
+			}
+			fmt.Fprintf(o.Out, "failover %s: %s -> %s (%s), %s, %s, epoch %d, fence position %s\n",
+				f.ID, f.From, f.To, f.Mode, f.Status, progress, f.Epoch, f.FencePosition)
 			for i, s := range f.Steps {
 				mark := " "
 				if s.Done {
@@ -279,4 +292,16 @@ func newFailoverStatusCmd(o *Options) *cobra.Command {
 func isTerminalReader(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && isTerminal(f)
+}
+
+// openDeploys lists the deploys that are still open, one line each.
+func (o *Options) openDeploys(ctx context.Context, c *local.Client, spec *stacks.Spec) []string {
+	eng := o.engine(c)
+	var open []string
+	for _, svc := range spec.ServiceNames() {
+		if d, err := eng.Current(ctx, svc); err == nil && d.Open() {
+			open = append(open, fmt.Sprintf("deploy %s of %s %s is %s in phase %s", d.ID, svc, d.Request.Version, d.Status, d.Phase))
+		}
+	}
+	return open
 }

@@ -33,6 +33,9 @@ Failback is reprotect followed by a planned switchover:
 			if err != nil {
 				return err
 			}
+			if active, err := c.ActiveRegion(cmd.Context()); err == nil && active == args[0] {
+				return usagef("%s is the active region; reprotect rebuilds a region the platform failed away from", args[0])
+			}
 			what, err := c.Reprotect(cmd.Context(), args[0])
 			if err != nil {
 				return err

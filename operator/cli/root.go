@@ -99,6 +99,8 @@ func ExitCode(err error) int {
 	case strings.HasPrefix(err.Error(), "unknown command "):
 		// cobra's own error for a command that does not exist.
 		return ExitUsage
+	case errors.Is(err, deploy.ErrRequestIDReused):
+		return ExitUsage
 	case errors.Is(err, deploy.ErrPreflight), errors.Is(err, failover.ErrRefused):
 		return ExitRefused
 	default:
@@ -127,6 +129,9 @@ or run the whole rehearsal at once:  tandem gameday`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			o.stackGiven = cmd.Flags().Changed("stack") || os.Getenv("TANDEM_STACK") != ""
+			if err := local.CheckStateDir(o.StateDir); err != nil {
+				return &UsageError{err}
+			}
 			switch o.Output {
 			case "text", "json":
 			default:

@@ -190,6 +190,8 @@ var (
 	ErrDrift = errors.New("weights drifted")
 	// ErrNoDeploy means the service has no deploy to act on.
 	ErrNoDeploy = errors.New("no deploy")
+	// ErrRequestIDReused means a request id came back with another request.
+	ErrRequestIDReused = errors.New("request id reused")
 )
 
 // Engine runs deploys.

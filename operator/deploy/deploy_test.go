@@ -564,3 +564,47 @@ func TestPlanWorstCase(t *testing.T) {
 		t.Errorf("plan = %+v", plan)
 	}
 }
+
+func TestRequestIDWithAnotherRequestIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	e := engine(t, f)
+	req := request()
+	req.RequestID = "pipeline-7"
+	if _, _, err := e.Start(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	other := req
+	other.Version = "v3"
+	if _, _, err := e.Start(context.Background(), other); !errors.Is(err, ErrRequestIDReused) {
+		t.Fatalf("reused request id with another version = %v, want ErrRequestIDReused", err)
+	}
+}
+
+func TestRollbackWithNoFleetLeftEnds(t *testing.T) {
+	t.Parallel()
+	// The region was failed away from mid-deploy: neither color has tasks.
+	f := newFake()
+	e := engine(t, f)
+	ctx := context.Background()
+	if _, _, err := e.Start(ctx, request()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Control(ctx, "claims", IntentPause); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Run(ctx, "claims"); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.fleets, f.healthy = map[string]topology.FleetSpec{}, map[string]bool{}
+	f.weights = topology.Weights{Blue: 75, Green: 25}
+	f.mu.Unlock()
+	if _, err := e.Control(ctx, "claims", IntentAbort); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.Run(ctx, "claims")
+	if err != nil || d.Status != StatusAborted {
+		t.Fatalf("abort with no fleet left: %v, %s (%s)", err, d.Status, d.Reason)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -151,7 +152,14 @@ func (e *Engine) Start(ctx context.Context, req Request) (d *Deploy, started boo
 		if it, err := e.Store.Get(ctx, tableRequests, req.RequestID); err == nil {
 			service, id, _ := strings.Cut(string(it.Value), "/")
 			d, err := e.load(ctx, service, id)
-			return d, false, err
+			if err != nil {
+				return nil, false, err
+			}
+			if d.Request.Service != req.Service || d.Request.Version != req.Version || !maps.Equal(d.Request.Env, req.Env) {
+				return nil, false, fmt.Errorf("%w: request id %s already started deploy %s of %s %s; a different deploy needs a different request id",
+					ErrRequestIDReused, req.RequestID, d.ID, d.Request.Service, d.Request.Version)
+			}
+			return d, false, nil
 		} else if !errors.Is(err, state.ErrNotFound) {
 			return nil, false, fmt.Errorf("read the state store: %w", err)
 		}
@@ -221,6 +229,12 @@ func (e *Engine) Start(ctx context.Context, req Request) (d *Deploy, started boo
 	}
 	if _, err := e.Store.Put(ctx, tableCurrent, svc, []byte(d.ID), curVersion); err != nil {
 		if errors.Is(err, state.ErrConflict) {
+			// Close the journal entry so history does not show a deploy
+			// that never ran as open.
+			d.Status, d.Reason, d.Ended = StatusFailed, "refused: another deploy of "+svc+" started at the same moment", e.clock().Now()
+			if b, merr := json.Marshal(d); merr == nil {
+				_, _ = e.Store.Put(ctx, tableDeploys, svc+"/"+d.ID, b, d.version)
+			}
 			return nil, false, fmt.Errorf("%w: another deploy of %s started at the same moment; this one is refused", ErrPreflight, svc)
 		}
 		return nil, false, fmt.Errorf("journal the new deploy: %w", err)

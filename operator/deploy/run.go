@@ -315,6 +315,20 @@ func (e *Engine) step(ctx context.Context, d *Deploy) (bool, error) {
 				return false, err
 			}
 			if h.Healthy == 0 {
+				nh, err := e.Fleet.Health(ctx, r.Region, r.Service, d.To)
+				if err != nil {
+					return false, err
+				}
+				if h.Targets == 0 && nh.Targets == 0 {
+					// Neither color has a task here any more (the region
+					// was failed away from): there is no traffic to move.
+					e.event(d, PhaseRollback, "neither color of %s runs in %s any more; nothing to roll back", r.Service, r.Region)
+					d.Phase, d.Ended, d.Status = PhaseDone, now, StatusRolledBack
+					if d.Aborting {
+						d.Status = StatusAborted
+					}
+					return true, nil
+				}
 				d.Status = StatusHeld
 				e.event(d, PhaseRollback, "ALERT: cannot roll back: %s has no healthy target; traffic stays at %d/%d", d.From, w.Blue, w.Green)
 				return true, nil

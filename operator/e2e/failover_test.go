@@ -104,24 +104,41 @@ func TestSwitchoverKilledAtEachStepAndFailback(t *testing.T) {
 			to = regions[1]
 		}
 		cmd := h.command("failover", "--to", to, "--planned", "--yes")
+		var cliOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &cliOut, &cliOut
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
 		killedAt := -1
 		deadline := time.Now().Add(90 * time.Second)
 		for killedAt < 0 {
 			f, err := eng.Current(ctx)
-			if err == nil && f.To == to && f.Started.After(time.Now().Add(-2*time.Minute)) && (f.Next >= step || f.Status != failover.StatusRunning) {
+			fresh := err == nil && f.To == to && f.Started.After(time.Now().Add(-2*time.Minute))
+			if fresh && (f.Next >= step || f.Status != failover.StatusRunning) {
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				killedAt = f.Next
+				break
+			}
+			select {
+			case <-exited:
+				// The operator ended on its own before the step was
+				// reached (it finished, or failed): resume takes over.
+				if fresh {
+					killedAt = f.Next
+				} else {
+					t.Fatalf("failover to %s never started:\n%s", to, cliOut.String())
+				}
+			default:
 			}
 			if time.Now().After(deadline) {
 				_ = cmd.Process.Kill()
-				t.Fatalf("failover to %s never reached step %d", to, step)
+				t.Fatalf("failover to %s never reached step %d:\n%s", to, step, cliOut.String())
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		_ = cmd.Wait()
+		<-exited
 		if code, out := h.run("failover", "resume"); code != 0 && !strings.Contains(out, "is completed") {
 			st, _ := eng.Current(ctx)
 			t.Fatalf("resume after a kill at step %d: exit %d\n%s\njournal: %+v", killedAt, code, out, st)

@@ -26,6 +26,7 @@ func TestGameday(t *testing.T) {
 	}
 	spec.Deploy.StepBake = stacks.D(2 * time.Second)
 	spec.Deploy.MinSamples = 20
+	spec.Deploy.MaxP99Ratio = 50 // a loaded test machine's latency must not decide it
 	dir, err := os.MkdirTemp("", "tandem-gameday-test-")
 	if err != nil {
 		t.Fatal(err)

@@ -146,10 +146,8 @@ func Up(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := checkBinaries(cfg); err != nil {
 		return nil, err
 	}
-	// A unix socket path is limited to 107 bytes; say so before starting
-	// anything rather than after.
-	if n := len(lay.Socket()); n > 107 {
-		return nil, fmt.Errorf("state directory %s is too deep: its control socket path would be %d bytes, over the 107 that unix sockets allow; use a shorter --state-dir", abs, n)
+	if err := CheckStateDir(abs); err != nil {
+		return nil, err
 	}
 	// The directory is searchable by others so that PostgreSQL, running as
 	// an unprivileged user, reaches its data; secrets inside are owner-only.
@@ -357,13 +355,7 @@ func (p *Platform) Down(ctx context.Context) {
 		}
 		lay := StateLayout{p.cfg.StateDir}
 		killLeftovers(lay)
-		// PostgreSQL data kept outside the state directory (see
-		// postgresRoot) goes with the platform; data under the state
-		// directory stays for a post-mortem until the next up.
-		if root, err := os.ReadFile(filepath.Join(lay.Dir, "postgres-data-root")); err == nil {
-			_ = os.RemoveAll(strings.TrimSpace(string(root)))
-			_ = os.Remove(filepath.Join(lay.Dir, "postgres-data-root"))
-		}
+		removeDataRoot(lay)
 		_ = os.Remove(lay.Pids())
 		_ = os.Remove(lay.Topology())
 		_ = os.Remove(lay.Socket())
@@ -488,7 +480,37 @@ func Cleanup(stateDir string) int {
 	lay := StateLayout{stateDir}
 	n := killLeftovers(lay)
 	_ = os.Remove(lay.Socket())
+	removeDataRoot(lay)
 	return n
+}
+
+// removeDataRoot removes PostgreSQL data kept outside the state directory
+// (see postgresRoot); data under the state directory stays for a
+// post-mortem until the next up.
+func removeDataRoot(lay StateLayout) {
+	if root, err := os.ReadFile(filepath.Join(lay.Dir, "postgres-data-root")); err == nil {
+		_ = os.RemoveAll(strings.TrimSpace(string(root)))
+		_ = os.Remove(filepath.Join(lay.Dir, "postgres-data-root"))
+	}
+}
+
+// CheckStateDir says whether dir can hold a platform: its control socket
+// path must fit the 107 bytes unix sockets allow.
+func CheckStateDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		return errors.New("the state directory is empty; pass --state-dir DIR")
+	}
+	if n := len(StateLayout{abs}.Socket()); n > 107 {
+		return fmt.Errorf("state directory %s is too deep: its control socket path would be %d bytes, over the 107 that unix sockets allow; use a shorter --state-dir", abs, n)
+	}
+	if fi, err := os.Stat(abs); err == nil && !fi.IsDir() {
+		return fmt.Errorf("state directory %s is a file, not a directory; pass another --state-dir", abs)
+	}
+	return nil
 }
 
 // Get reads an item of the operator state store the platform hosts.
