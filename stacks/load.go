@@ -147,6 +147,9 @@ func (s *Spec) applyDefaults() {
 	if f.CatchUpTimeout.Duration == 0 {
 		f.CatchUpTimeout = D(30 * time.Second)
 	}
+	if f.MinInterval.Duration == 0 {
+		f.MinInterval = D(5 * time.Minute)
+	}
 	if s.Local.MaxTasks == 0 {
 		s.Local.MaxTasks = 2
 	}

@@ -193,6 +193,8 @@ type FailoverPolicy struct {
 	FailureThreshold int      `json:"failureThreshold"`
 	SuccessThreshold int      `json:"successThreshold"`
 	CatchUpTimeout   Duration `json:"catchUpTimeout"`
+	// MinInterval is the least time between two automatic failovers.
+	MinInterval Duration `json:"minInterval"`
 }
 
 // Local holds knobs of the embedded local platform only.

@@ -35,8 +35,8 @@ region is voted down it applies the failover policy:
   off        watch and log only
   manual     alert (log) with the plan and the command to run
   automatic  fail over — planned when the old primary still answers,
-             unplanned otherwise — at most once per --min-interval, and never
-             while the state store cannot be read
+             unplanned otherwise — at most once per failover.minInterval,
+             and never while the state store cannot be read
 
 It serves /healthz and /metrics (Prometheus) on --listen and logs one JSON line
 per decision change. It runs until interrupted.`,
@@ -82,7 +82,7 @@ func runOperator(ctx context.Context, o *Options, mode, listen string, modeGiven
 	policy := probe.PolicyFor(spec.Failover)
 	prober := localprobe.New(c, secrets, localprobe.RequestFor(spec), policy, nil)
 	log := slog.New(slog.NewJSONHandler(o.Out, nil))
-	ap := autopilot.New(autopilot.Config{Mode: mode, MinInterval: 5 * time.Minute, Regions: spec.RegionNames(),
+	ap := autopilot.New(autopilot.Config{Mode: mode, MinInterval: spec.Failover.MinInterval.Duration, Regions: spec.RegionNames(),
 		Request: failover.FromPolicy(failover.Request{}, spec), Log: log}, prober, o.failoverEngine(c), c)
 
 	l, err := net.Listen("tcp", listen)
