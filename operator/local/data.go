@@ -508,8 +508,8 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	if !r.pg.Stopped() {
 		r.pg.Stop(30 * time.Second)
 	}
-	// Replicate through the primary region's endpoint, as a replica in
-	// another region reaches RDS through its DNS name. A recently promoted
+	// Rebuild from the primary region's endpoint, as a replica in another
+	// region reaches RDS through its DNS name. A recently promoted
 	// primary records its new timeline only at its next checkpoint, and
 	// pg_rewind reads the timeline from there: checkpoint first.
 	src := pr.dbEnd.Addr()
@@ -517,8 +517,17 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 		_, _ = conn.Exec(ctx, "CHECKPOINT")
 		conn.Close(ctx)
 	}
+	p.mu.Lock()
+	upstream := pr.pg.Addr()
+	p.mu.Unlock()
 	rejoin := func(rebuild func() error) (*pgproc.Server, error) {
 		if err := rebuild(); err != nil {
+			return nil, err
+		}
+		// Stream from the primary server itself, as the replicas made at
+		// up do: a failover fences the primary's endpoint first and must
+		// not cut its replicas off before they have the fence position.
+		if err := r.pg.Follow(upstream, p.secrets.Postgres); err != nil {
 			return nil, err
 		}
 		fresh, err := pgproc.New(r.pg.Options())
