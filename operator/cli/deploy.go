@@ -490,20 +490,30 @@ func (o *Options) knownService(service string) error {
 	return nil
 }
 
+// serviceEngine checks the service name and connects a deploy engine to
+// the platform, for the commands that read a service's deploys.
+func (o *Options) serviceEngine(ctx context.Context, service string) (*deploy.Engine, error) {
+	if err := o.knownService(service); err != nil {
+		return nil, err
+	}
+	c, err := o.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return o.engine(c), nil
+}
+
 func newDeployStatusCmd(o *Options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status SERVICE",
 		Short: "Show a service's open (or latest) deploy with its audit trail",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.knownService(args[0]); err != nil {
-				return err
-			}
-			c, err := o.dial(cmd.Context())
+			eng, err := o.serviceEngine(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			d, err := o.engine(c).Current(cmd.Context(), args[0])
+			d, err := eng.Current(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -530,14 +540,11 @@ func newDeployWatchCmd(o *Options) *cobra.Command {
 		Long:  "Follow a service's deploy until it ends or goes idle; exit codes as for deploy --wait.",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.knownService(args[0]); err != nil {
-				return err
-			}
-			c, err := o.dial(cmd.Context())
+			eng, err := o.serviceEngine(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			return o.follow(cmd.Context(), o.engine(c), args[0], 0)
+			return o.follow(cmd.Context(), eng, args[0], 0)
 		},
 	}
 }
@@ -548,14 +555,11 @@ func newDeployHistoryCmd(o *Options) *cobra.Command {
 		Short: "List a service's deploys, newest first",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.knownService(args[0]); err != nil {
-				return err
-			}
-			c, err := o.dial(cmd.Context())
+			eng, err := o.serviceEngine(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			hist, err := o.engine(c).History(cmd.Context(), args[0])
+			hist, err := eng.History(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
