@@ -6,9 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"syscall"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -56,4 +61,54 @@ func isPermanent(err error) bool {
 		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "28"
 	}
 	return false
+}
+
+// Transient reports errors that a moment later may not happen again: the
+// connection broke or could not be made (the server was killed, or is
+// failing over and the endpoint is moving), the server is shutting down
+// or starting, or the transaction lost a serialization race. Retrying is
+// safe only for work that is idempotent or never committed.
+func Transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03", // admin shutdown, crash shutdown, cannot connect now
+			"40001", "40P01": // serialization failure, deadlock
+			return true
+		}
+		// Class 08: connection exception.
+		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08"
+	}
+	// No answer from a server at all: a broken or refused connection.
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnectError(err)
+}
+
+func isConnectError(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// RetryTransient runs op until it succeeds, fails with an error that is
+// not Transient, or has been tried attempts times, waiting with
+// exponential backoff and jitter (from 25ms, at most 400ms) in between:
+// long enough to ride out an in-region database failover, which moves the
+// endpoint within about a second. op must be safe to repeat.
+func RetryTransient[T any](ctx context.Context, attempts int, op func(context.Context) (T, error)) (T, error) {
+	policy := retrypolicy.NewBuilder[T]().
+		HandleIf(func(_ T, err error) bool { return Transient(err) }).
+		WithMaxAttempts(attempts).
+		WithBackoff(25*time.Millisecond, 400*time.Millisecond).
+		WithJitterFactor(0.3).
+		ReturnLastFailure().
+		Build()
+	return failsafe.With[T](policy).WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[T]) (T, error) {
+		return op(exec.Context())
+	})
 }

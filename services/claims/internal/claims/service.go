@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/tandemhq/tandem/services/claims/internal/eligibility"
+	"github.com/tandemhq/tandem/services/kit/db"
 )
 
 // Eligibility is what adjudication needs from the eligibility service.
@@ -77,9 +78,14 @@ func (s *Service) count(ctx context.Context, status, via string) {
 // Eligibility being down never fails a submission: the claim is pended.
 // Only a 4xx from eligibility (it refused the request) is returned, as an
 // *eligibility.RejectedError.
+// dbAttempts bounds the tries of one database call that failed for a
+// transient reason (about 1.5s of backoff in all: an in-region failover).
+const dbAttempts = 7
+
 func (s *Service) Submit(ctx context.Context, key string, sub Submission) (c Claim, replayed bool, err error) {
 	hash := sub.Hash()
-	if existing, err := s.store.ByIdempotencyKey(ctx, key); err == nil {
+	byKey := func(ctx context.Context) (Claim, error) { return s.store.ByIdempotencyKey(ctx, key) }
+	if existing, err := db.RetryTransient(ctx, dbAttempts, byKey); err == nil {
 		return replay(existing, hash)
 	} else if !errors.Is(err, ErrNotFound) {
 		return Claim{}, false, err
@@ -99,13 +105,16 @@ func (s *Service) Submit(ctx context.Context, key string, sub Submission) (c Cla
 		at := c.CreatedAt
 		c.DecidedAt = &at
 	}
-	created, err := s.store.Create(ctx, c, uuid.NewString())
+	// A broken connection may hide a commit: the retry then finds the
+	// claim under its key and replays it.
+	eventID := uuid.NewString()
+	created, err := db.RetryTransient(ctx, dbAttempts, func(ctx context.Context) (bool, error) { return s.store.Create(ctx, c, eventID) })
 	if err != nil {
 		return Claim{}, false, err
 	}
 	if !created {
 		// A concurrent request with the same key committed first.
-		existing, err := s.store.ByIdempotencyKey(ctx, key)
+		existing, err := db.RetryTransient(ctx, dbAttempts, byKey)
 		if err != nil {
 			return Claim{}, false, err
 		}
@@ -170,7 +179,7 @@ func (s *Service) Get(ctx context.Context, id string) (Claim, error) {
 	if _, err := uuid.Parse(id); err != nil {
 		return Claim{}, ErrNotFound
 	}
-	return s.store.Get(ctx, id)
+	return db.RetryTransient(ctx, dbAttempts, func(ctx context.Context) (Claim, error) { return s.store.Get(ctx, id) })
 }
 
 // ReadjudicateBatch is how many pended claims one pass looks at.
