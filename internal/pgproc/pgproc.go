@@ -213,10 +213,15 @@ func (s *Server) Fence() error {
 // data directory).
 func (s *Server) Options() Options { return s.opts }
 
+// conninfo is the replication connection string to the server at addr.
+func (s *Server) conninfo(addr, password string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return fmt.Sprintf("host=%s port=%s user=%s password=%s application_name=%s", host, port, Superuser, password, s.opts.Name)
+}
+
 // Follow (re)configures a stopped server as a standby of the primary at addr.
 func (s *Server) Follow(addr, password string) error {
-	host, port, _ := strings.Cut(addr, ":")
-	conninfo := fmt.Sprintf("host=%s port=%s user=%s password=%s application_name=%s", host, port, Superuser, password, s.opts.Name)
+	conninfo := s.conninfo(addr, password)
 	if err := os.WriteFile(filepath.Join(s.opts.DataDir, "standby.signal"), nil, 0o600); err != nil {
 		return err
 	}
@@ -344,3 +349,55 @@ func (s *Server) CreateDatabase(ctx context.Context, db string) error {
 	}
 	return nil
 }
+
+// Repoint makes a running standby stream from the server at addr instead
+// (the setting is reloaded; no restart). After a promotion upstream the
+// standby follows the new timeline.
+func (s *Server) Repoint(ctx context.Context, addr, password string) error {
+	conn, err := s.Connect(ctx, "postgres")
+	if err != nil {
+		return fmt.Errorf("repoint %s: %w", s.opts.Name, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ALTER SYSTEM SET primary_conninfo = "+quote(s.conninfo(addr, password))); err != nil {
+		return fmt.Errorf("repoint %s: %w", s.opts.Name, err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("repoint %s: %w", s.opts.Name, err)
+	}
+	return nil
+}
+
+// SetSynchronousStandby makes commits on this primary wait until the
+// standby named name has flushed them; "" makes commits wait for no one.
+func (s *Server) SetSynchronousStandby(ctx context.Context, name string) error {
+	conn, err := s.Connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	value := ""
+	if name != "" {
+		value = `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+	}
+	if _, err := conn.Exec(ctx, "ALTER SYSTEM SET synchronous_standby_names = "+quote(value)); err != nil {
+		return err
+	}
+	_, err = conn.Exec(ctx, "SELECT pg_reload_conf()")
+	return err
+}
+
+// SyncState is how the primary sees the standby named name: "sync",
+// "async", "potential", "quorum", or "" when it is not connected.
+func (s *Server) SyncState(ctx context.Context, name string) (string, error) {
+	conn, err := s.Connect(ctx, "postgres")
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	var state string
+	err = conn.QueryRow(ctx, "SELECT coalesce((SELECT sync_state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming' LIMIT 1), '')", name).Scan(&state)
+	return state, err
+}
+
+func quote(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }

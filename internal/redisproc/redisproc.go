@@ -64,6 +64,10 @@ func New(opts Options) *Server {
 	return &Server{opts: opts}
 }
 
+// Options returns the server's options (for a new process on the same
+// directory and port).
+func (s *Server) Options() Options { return s.opts }
+
 // Name returns the server's name.
 func (s *Server) Name() string { return s.opts.Name }
 

@@ -70,6 +70,9 @@ type Decision struct {
 	// RTO is from the first failed probe of the episode to the verified
 	// write in the new region (set with a completed failover).
 	RTO time.Duration `json:"rto,omitempty"`
+	// Detection is from the first failed probe of the episode to the
+	// decision to fail over (set with a failover).
+	Detection time.Duration `json:"detection,omitempty"`
 }
 
 // Autopilot runs rounds.
@@ -182,6 +185,11 @@ func (a *Autopilot) Step(ctx context.Context) (Decision, error) {
 
 func (a *Autopilot) runFailover(ctx context.Context, d Decision, why string) (Decision, error) {
 	d.Action, d.Reason = ActionFailover, why
+	a.mu.Lock()
+	if !a.firstFailure.IsZero() {
+		d.Detection = time.Since(a.firstFailure)
+	}
+	a.mu.Unlock()
 	a.cfg.Log.Warn("failing over", "reason", why)
 	f, err := a.fo.Run(ctx)
 	d.Failover = f
@@ -201,7 +209,7 @@ func (a *Autopilot) runFailover(ctx context.Context, d Decision, why string) (De
 	a.lastRTO = d.RTO
 	a.firstFailure = time.Time{}
 	a.mu.Unlock()
-	d.Reason += fmt.Sprintf("; completed: writes unavailable %s, RTO %s, WAL lost %d bytes", f.Unavailable.Round(time.Millisecond), d.RTO.Round(time.Millisecond), f.LostBytes)
+	d.Reason += fmt.Sprintf("; completed: detection %s, writes unavailable %s, RTO %s, WAL lost %d bytes", d.Detection.Round(time.Millisecond), f.Unavailable.Round(time.Millisecond), d.RTO.Round(time.Millisecond), f.LostBytes)
 	return a.record(d), nil
 }
 

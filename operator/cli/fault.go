@@ -12,7 +12,7 @@ import (
 	"github.com/tandemhq/tandem/operator/local"
 )
 
-const faultNames = "kill-region, partition, slow-db, heal"
+const faultNames = "kill-region, kill-db, kill-cache, partition, slow-db, slow-proxy, heal"
 
 func newFaultCmd(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
@@ -25,16 +25,25 @@ prober and the failover react. Without a subcommand, show the faults in force.
                       supervisor does not restart them), its PostgreSQL and its
                       redis-server. Its proxy stays up with nothing behind it
                       and answers 503. Heal does not undo it.
+  kill-db REGION      SIGKILL the database server behind REGION's endpoint (a
+                      zone failure). With database.multiAZ its standby in
+                      the other zone takes over and the failed server is
+                      rebuilt as the new standby; without it the database
+                      stays down.
+  kill-cache REGION   the same for REGION's redis-server (cache.replicas).
   partition REGION    cut REGION off from the other regions and the front door
                       while its processes keep running: its proxy stops
                       listening, its database and cache endpoints refuse and
                       drop connections, and replication to and from it stops.
   slow-db REGION      add latency (--delay) to every answer of REGION's
                       database endpoint, open connections included.
-  heal                undo every partition and database delay.
+  slow-proxy REGION   hold every request to REGION's proxy back (--delay)
+                      before routing it: the front door and direct callers
+                      wait; the services and the database are untouched.
+  heal                undo every partition and delay.
 
 Each prints what it did; -o json prints it as a document.`,
-		Example: "  tandem fault kill-region local-a\n  tandem fault partition local-b\n  tandem fault slow-db local-a --delay 300ms\n  tandem fault heal\n  tandem fault",
+		Example: "  tandem fault kill-region local-a\n  tandem fault kill-db local-a\n  tandem fault partition local-b\n  tandem fault slow-db local-a --delay 300ms\n  tandem fault slow-proxy local-a --delay 3s\n  tandem fault heal\n  tandem fault",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("unknown fault %q; use one of %s (see `%s --help`)", args[0], faultNames, cmd.CommandPath())
@@ -43,22 +52,8 @@ Each prints what it did; -o json prints it as a document.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFaults(cmd.Context(), o) },
 	}
-	var delay time.Duration
-	slow := &cobra.Command{
-		Use:     "slow-db REGION",
-		Short:   "Add latency to a region's database endpoint",
-		Example: "  tandem fault slow-db local-a --delay 300ms",
-		Args:    exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if delay <= 0 || delay > local.MaxDatabaseDelay {
-				return usagef("--delay %s is out of range; use more than 0 and at most %s (heal removes it)", delay, local.MaxDatabaseDelay)
-			}
-			return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
-				return c.SlowDatabase(ctx, region, delay)
-			})
-		},
-	}
-	slow.Flags().DurationVar(&delay, "delay", 250*time.Millisecond, "latency added to every answer")
+	slowDB := newSlowFaultCmd(o, "slow-db", "Add latency to a region's database endpoint", "300ms", 250*time.Millisecond, (*local.Client).SlowDatabase)
+	slowProxy := newSlowFaultCmd(o, "slow-proxy", "Hold requests to a region's proxy back before routing them", "3s", time.Second, (*local.Client).SlowProxy)
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:     "kill-region REGION",
@@ -68,6 +63,28 @@ Each prints what it did; -o json prints it as a document.`,
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
 					return c.KillRegion(ctx, region)
+				})
+			},
+		},
+		&cobra.Command{
+			Use:     "kill-db REGION",
+			Short:   "Kill a region's database server (a zone failure; the in-region standby takes over)",
+			Example: "  tandem fault kill-db local-a",
+			Args:    exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+					return c.KillDatabase(ctx, region)
+				})
+			},
+		},
+		&cobra.Command{
+			Use:     "kill-cache REGION",
+			Short:   "Kill a region's redis-server (a zone failure; the in-region replica takes over)",
+			Example: "  tandem fault kill-cache local-a",
+			Args:    exactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+					return c.KillCache(ctx, region)
 				})
 			},
 		},
@@ -82,7 +99,8 @@ Each prints what it did; -o json prints it as a document.`,
 				})
 			},
 		},
-		slow,
+		slowDB,
+		slowProxy,
 		&cobra.Command{
 			Use:   "heal",
 			Short: "Undo partitions and database delays (a killed region stays killed)",
@@ -94,6 +112,28 @@ Each prints what it did; -o json prints it as a document.`,
 			},
 		},
 	)
+	return cmd
+}
+
+// newSlowFaultCmd is a fault that adds latency (--delay) in a region.
+func newSlowFaultCmd(o *Options, name, short, example string, def time.Duration,
+	apply func(*local.Client, context.Context, string, time.Duration) (local.FaultReport, error)) *cobra.Command {
+	var delay time.Duration
+	cmd := &cobra.Command{
+		Use:     name + " REGION",
+		Short:   short,
+		Example: fmt.Sprintf("  tandem fault %s local-a --delay %s", name, example),
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if delay <= 0 || delay > local.MaxDatabaseDelay {
+				return usagef("--delay %s is out of range; use more than 0 and at most %s (heal removes it)", delay, local.MaxDatabaseDelay)
+			}
+			return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+				return apply(c, ctx, region, delay)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&delay, "delay", def, "latency added")
 	return cmd
 }
 
@@ -160,13 +200,9 @@ func runFaults(ctx context.Context, o *Options) error {
 		return writeJSON(o.Out, f)
 	}
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REGION\tKILLED\tPARTITIONED\tDATABASE DELAY")
+	fmt.Fprintln(tw, "REGION\tKILLED\tPARTITIONED\tDATABASE DELAY\tPROXY DELAY")
 	for _, r := range f.Regions {
-		delay := "-"
-		if r.DatabaseDelay > 0 {
-			delay = r.DatabaseDelay.String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Region, yesNo(r.Killed), yesNo(r.Partitioned), delay)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Region, yesNo(r.Killed), yesNo(r.Partitioned), orDash(r.DatabaseDelay), orDash(r.ProxyDelay))
 	}
 	tw.Flush()
 	fmt.Fprintf(o.Out, "\ninject one with `tandem fault <%s>`\n", strings.ReplaceAll(faultNames, ", ", "|"))
@@ -178,4 +214,11 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+func orDash(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return d.String()
 }

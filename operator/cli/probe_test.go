@@ -34,7 +34,7 @@ func TestProbeAndFaultBadInput(t *testing.T) {
 		{"heal with a region", []string{"fault", "heal", "local-a"}, ExitUsage, "takes no arguments"},
 		{"zero delay", []string{"fault", "slow-db", "local-a", "--delay", "0s"}, ExitUsage, "--delay 0s is out of range"},
 		{"delay too long", []string{"fault", "slow-db", "local-a", "--delay", "2m"}, ExitUsage, "--delay 2m0s is out of range"},
-		{"unknown fault", []string{"fault", "flood"}, ExitUsage, `unknown fault "flood"; use one of kill-region, partition, slow-db, heal`},
+		{"unknown fault", []string{"fault", "flood"}, ExitUsage, `unknown fault "flood"; use one of kill-region, kill-db, kill-cache, partition, slow-db, slow-proxy, heal`},
 		{"negative rounds", []string{"probe", "--rounds", "-1"}, ExitUsage, "--rounds -1 is out of range"},
 		{"probe with nothing up", []string{"probe"}, ExitError, "no platform is up"},
 		{"heal with nothing up", []string{"fault", "heal"}, ExitError, "no platform is up"},

@@ -49,11 +49,27 @@ func printStatus(o *Options, st topology.Status) {
 	}
 	fmt.Fprintf(o.Out, "front door %s -> %s%s\n\n", st.FrontDoor.URL, st.ActiveRegion, fence)
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REGION\tROLE\tPROXY\tDATABASE\tCACHE")
+	fmt.Fprintln(tw, "REGION\tROLE\tPROXY\tDATABASE\tDB STANDBY\tCACHE\tCACHE REPLICA")
 	for _, r := range st.Regions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\n", r.Name, r.Role, r.ProxyURL, r.Database.Role, r.Database.Position, r.Cache.Role)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s %s\t%s\t%s %s\t%s\n", r.Name, r.Role, r.ProxyURL,
+			r.Database.Name, r.Database.Role, r.Database.Position, standby(r.Database.Standby), r.Cache.Name, r.Cache.Role, standby(r.Cache.Standby))
 	}
 	tw.Flush()
+	var events []string
+	for _, r := range st.Regions {
+		for kind, fos := range map[string][]topology.ZoneFailover{"database": r.Database.Failovers, "cache": r.Cache.Failovers} {
+			for _, f := range fos {
+				events = append(events, fmt.Sprintf("%s %s %s: %s -> %s in %dms (%s)", f.At.Format("15:04:05"), r.Name, kind, f.From, f.To, f.TookMs, f.Reason))
+			}
+		}
+	}
+	if len(events) > 0 {
+		sort.Strings(events)
+		fmt.Fprintln(o.Out, "\nin-region failovers:")
+		for _, e := range events {
+			fmt.Fprintln(o.Out, "  "+e)
+		}
+	}
 	fmt.Fprintln(o.Out)
 	tw = tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGION\tSERVICE\tWEIGHTS (blue/green)\tFLEETS")
@@ -78,4 +94,11 @@ func printStatus(o *Options, st topology.Status) {
 		}
 	}
 	tw.Flush()
+}
+
+func standby(s *topology.StandbyStatus) string {
+	if s == nil {
+		return "-"
+	}
+	return s.Name + " " + s.State
 }

@@ -43,17 +43,23 @@ func (h *harness) writablePrimaries(ctx context.Context, password string) (int, 
 	n := 0
 	var who []string
 	for _, r := range st.Regions {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		conn, err := pgx.Connect(cctx, pgproc.DSN(r.Database.Server, password, "postgres"))
-		if err == nil {
-			var writable bool
-			if conn.QueryRow(cctx, "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = 'off'").Scan(&writable) == nil && writable {
-				n++
-				who = append(who, r.Name)
-			}
-			conn.Close(ctx)
+		servers := map[string]string{r.Database.Name: r.Database.Server}
+		if sb := r.Database.Standby; sb != nil {
+			servers[sb.Name] = sb.Server
 		}
-		cancel()
+		for name, addr := range servers {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			conn, err := pgx.Connect(cctx, pgproc.DSN(addr, password, "postgres"))
+			if err == nil {
+				var writable bool
+				if conn.QueryRow(cctx, "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = 'off'").Scan(&writable) == nil && writable {
+					n++
+					who = append(who, name)
+				}
+				conn.Close(ctx)
+			}
+			cancel()
+		}
 	}
 	return n, who
 }

@@ -68,8 +68,11 @@ type Report struct {
 	Timeline []Mark        `json:"timeline"`
 	Phases   []PhaseReport `json:"phases"`
 
-	Deploy   *deploy.Deploy     `json:"deploy,omitempty"`
-	Failover *failover.Failover `json:"failover,omitempty"`
+	Deploy *deploy.Deploy `json:"deploy,omitempty"`
+	// ZoneFailover is the in-region database failover after the zone
+	// failure (stacks with database.multiAZ).
+	ZoneFailover *local.ZoneFailover `json:"zoneFailover,omitempty"`
+	Failover     *failover.Failover  `json:"failover,omitempty"`
 
 	ClaimsAcknowledged int      `json:"claimsAcknowledged"`
 	ClaimsMissing      []string `json:"claimsMissing"`
@@ -198,6 +201,12 @@ func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primar
 		return err
 	}
 
+	if o.Spec.Database.MultiAZ {
+		if err := r.zoneFailure(ctx, p, primary); err != nil {
+			return err
+		}
+	}
+
 	r.enter("failover")
 	r.mark("failing over %s -> %s", primary, o.To)
 	feng := &failover.Engine{Routing: p, Fleets: p, Database: p, Cache: p, Store: p, Holder: "gameday",
@@ -231,6 +240,52 @@ func (r *run) exercise(ctx context.Context, p *local.Platform, frontDoor, primar
 	r.mark("read back: %d missing, %d differing; %d of %d claims have a notification",
 		len(missing), len(mismatched), r.rep.ClaimsNotified, len(acks))
 	return nil
+}
+
+// zoneFailure kills the server behind the primary region's database
+// endpoint under load and waits for the in-region standby to take over and
+// for the failed server to be back as a synchronous standby.
+func (r *run) zoneFailure(ctx context.Context, p *local.Platform, primary string) error {
+	r.enter("zone failure")
+	rep, err := p.KillDatabase(ctx, primary)
+	if err != nil {
+		return fmt.Errorf("zone failure: %w", err)
+	}
+	for _, a := range rep.Actions {
+		r.mark("zone failure: %s", a)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := p.Status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, reg := range st.Regions {
+			if reg.Name != primary {
+				continue
+			}
+			if n := len(reg.Database.Failovers); n > 0 && r.rep.ZoneFailover == nil {
+				f := reg.Database.Failovers[n-1]
+				r.rep.ZoneFailover = &f
+				r.mark("in-region failover %s -> %s in %dms (%s); the endpoint moved", f.From, f.To, f.TookMs, f.Reason)
+			}
+			if sb := reg.Database.Standby; r.rep.ZoneFailover != nil && sb != nil && sb.State == local.StandbySync {
+				r.mark("%s rebuilt as the synchronous standby", sb.Name)
+				return r.steady(ctx, "after zone failure")
+			}
+		}
+		if time.Now().After(deadline) {
+			if r.rep.ZoneFailover == nil {
+				return fmt.Errorf("zone failure: the standby in %s did not take over within a minute", primary)
+			}
+			return fmt.Errorf("zone failure: the failed server in %s was not rebuilt as a synchronous standby within a minute", primary)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func nonNil(s []string) []string {
@@ -318,6 +373,9 @@ func (r *run) finish(err error) {
 			rep.Failures = append(rep.Failures, fmt.Sprintf("%d requests failed during the deploy", p.Failed))
 		}
 	}
+	if r.o.Spec.Database.MultiAZ && rep.ZoneFailover == nil {
+		rep.Failures = append(rep.Failures, "the in-region database failover did not happen")
+	}
 	if rep.Failover == nil || rep.Failover.Status != failover.StatusCompleted {
 		rep.Failures = append(rep.Failures, "the failover did not complete")
 	}
@@ -362,6 +420,9 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	if f := rep.Failover; f != nil {
+		if z := rep.ZoneFailover; z != nil {
+			fmt.Fprintf(w, "Zone failure: database %s -> %s in %dms (%s)\n", z.From, z.To, z.TookMs, z.Reason)
+		}
 		fmt.Fprintf(w, "Failover: %s -> %s, fence position %s\n", f.From, f.To, f.FencePosition)
 		for _, s := range f.Steps {
 			fmt.Fprintf(w, "  %-30s %9s  %s\n", s.Name, s.Duration.Round(time.Millisecond), s.Detail)

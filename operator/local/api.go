@@ -35,7 +35,7 @@ type callArgs struct {
 	Prefix string `json:"prefix,omitempty"`
 	Value  []byte `json:"value,omitempty"`
 	Expect int64  `json:"expect,omitempty"`
-	// Delay is slow-db's added latency.
+	// Delay is slow-db's and slow-proxy's added latency.
 	Delay time.Duration `json:"delay,omitempty"`
 }
 
@@ -129,11 +129,20 @@ var apiMethods = map[string]apiMethod{
 	"fault-kill-region": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
 		return p.KillRegion(ctx, a.Region)
 	}},
+	"fault-kill-database": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.KillDatabase(ctx, a.Region)
+	}},
+	"fault-kill-cache": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.KillCache(ctx, a.Region)
+	}},
 	"fault-partition": {changes: true, call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
 		return p.Partition(ctx, a.Region)
 	}},
 	"fault-slow-db": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
 		return p.SlowDatabase(ctx, a.Region, a.Delay)
+	}},
+	"fault-slow-proxy": {call: func(ctx context.Context, p *Platform, a callArgs) (any, error) {
+		return p.SlowProxy(ctx, a.Region, a.Delay)
 	}},
 	"fault-heal": {changes: true, call: func(ctx context.Context, p *Platform, _ callArgs) (any, error) {
 		return p.Heal(ctx)
@@ -411,6 +420,19 @@ func (c *Client) Faults(ctx context.Context) (Faults, error) {
 	return f, c.call(ctx, "faults", callArgs{}, &f)
 }
 
+// KillDatabase kills the server behind a region's database endpoint (a
+// zone failure).
+func (c *Client) KillDatabase(ctx context.Context, region string) (FaultReport, error) {
+	var r FaultReport
+	return r, c.call(ctx, "fault-kill-database", callArgs{Region: region}, &r)
+}
+
+// KillCache kills the server behind a region's cache endpoint.
+func (c *Client) KillCache(ctx context.Context, region string) (FaultReport, error) {
+	var r FaultReport
+	return r, c.call(ctx, "fault-kill-cache", callArgs{Region: region}, &r)
+}
+
 // KillRegion kills every process of a region (a region outage).
 func (c *Client) KillRegion(ctx context.Context, region string) (FaultReport, error) {
 	var r FaultReport
@@ -421,6 +443,12 @@ func (c *Client) KillRegion(ctx context.Context, region string) (FaultReport, er
 func (c *Client) Partition(ctx context.Context, region string) (FaultReport, error) {
 	var r FaultReport
 	return r, c.call(ctx, "fault-partition", callArgs{Region: region}, &r)
+}
+
+// SlowProxy adds latency in front of a region's proxy.
+func (c *Client) SlowProxy(ctx context.Context, region string, delay time.Duration) (FaultReport, error) {
+	var r FaultReport
+	return r, c.call(ctx, "fault-slow-proxy", callArgs{Region: region, Delay: delay}, &r)
 }
 
 // SlowDatabase adds latency to a region's database endpoint.

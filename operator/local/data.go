@@ -25,55 +25,107 @@ func (p *Platform) logFile(name string) (*os.File, error) {
 	return os.OpenFile(filepath.Join(StateLayout{p.cfg.StateDir}.Logs(), name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 }
 
-// startData brings up the primary region's PostgreSQL and Redis, then a
-// streaming replica of each in every other region, each behind its
-// region's endpoints.
-func (p *Platform) startData(ctx context.Context, primary string) error {
-	lay := StateLayout{p.cfg.StateDir}
+// Zones of a region: the first server of a database or cache runs in the
+// first, its in-region standby in the second (locally a zone is only a
+// name: both run on loopback).
+const (
+	zone1 = "az1"
+	zone2 = "az2"
+)
+
+// newPGNode describes the region's PostgreSQL server in zone.
+func (p *Platform) newPGNode(r *region, zone string) (*pgproc.Server, error) {
 	pgRoot, err := p.postgresRoot()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	newPG := func(r *region) (*pgproc.Server, error) {
-		port, err := procutil.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		logf, err := p.logFile("postgres-" + r.name)
-		if err != nil {
-			return nil, err
-		}
-		_ = os.Chmod(logf.Name(), 0o600)
-		return pgproc.New(pgproc.Options{Name: r.name, DataDir: filepath.Join(pgRoot, "postgres-"+r.name), Port: port,
-			Password: p.secrets.Postgres, Log: logf, Durable: true})
+	port, err := procutil.FreePort()
+	if err != nil {
+		return nil, err
 	}
-	newRedis := func(r *region, replicaOf string) (*redisproc.Server, error) {
-		port, err := procutil.FreePort()
+	name := r.name + "-" + zone
+	logf, err := p.logFile("postgres-" + name)
+	if err != nil {
+		return nil, err
+	}
+	_ = os.Chmod(logf.Name(), 0o600)
+	return pgproc.New(pgproc.Options{Name: name, DataDir: filepath.Join(pgRoot, "postgres-"+name), Port: port,
+		Password: p.secrets.Postgres, Log: logf, Durable: true})
+}
+
+// newRedisNode describes the region's redis-server in zone, a replica of
+// replicaOf unless that is "".
+func (p *Platform) newRedisNode(r *region, zone, replicaOf string) (*redisproc.Server, error) {
+	port, err := procutil.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	name := r.name + "-" + zone
+	logf, err := p.logFile("redis-" + name)
+	if err != nil {
+		return nil, err
+	}
+	return redisproc.New(redisproc.Options{Name: name, Dir: filepath.Join(StateLayout{p.cfg.StateDir}.Data(), "redis-"+name), Port: port,
+		Password: p.secrets.Redis, ReplicaOf: replicaOf, Durable: true, Log: logf}), nil
+}
+
+// startData brings up the primary region's PostgreSQL and Redis, then a
+// streaming replica of each in every other region, each behind its
+// region's endpoints. With database.multiAZ every region's database also
+// has a standby in its second zone — synchronous in the primary region, a
+// cascading replica elsewhere — and with cache.replicas every region's
+// redis has an in-region replica.
+func (p *Platform) startData(ctx context.Context, primary string) error {
+	multiAZ := p.cfg.Spec.Database.MultiAZ
+	cacheReplica := p.cfg.Spec.Cache.Replicas > 0
+	if p.cfg.Spec.Cache.Replicas > 1 {
+		p.progress("cache.replicas is %d: the local platform runs one in-region replica per region", p.cfg.Spec.Cache.Replicas)
+	}
+	startPG := func(r *region, zone, from string) (*pgproc.Server, error) {
+		pg, err := p.newPGNode(r, zone)
 		if err != nil {
 			return nil, err
 		}
-		logf, err := p.logFile("redis-" + r.name)
+		if from == "" {
+			p.progress("postgres %s: initdb and start (primary)", pg.Name())
+			if err := pg.Init(ctx); err != nil {
+				return nil, err
+			}
+		} else {
+			p.progress("postgres %s: base backup from %s and start (streaming replica)", pg.Name(), p.nodeName(from))
+			if err := pg.BaseBackupFrom(ctx, from, p.secrets.Postgres); err != nil {
+				return nil, err
+			}
+		}
+		if err := pg.Start(ctx); err != nil {
+			return nil, err
+		}
+		p.track("postgres", pg.Pid())
+		return pg, nil
+	}
+	startRedis := func(r *region, zone, replicaOf string) (*redisproc.Server, error) {
+		rd, err := p.newRedisNode(r, zone, replicaOf)
 		if err != nil {
 			return nil, err
 		}
-		return redisproc.New(redisproc.Options{Name: r.name, Dir: filepath.Join(lay.Data(), "redis-"+r.name), Port: port,
-			Password: p.secrets.Redis, ReplicaOf: replicaOf, Durable: true, Log: logf}), nil
+		if replicaOf == "" {
+			p.progress("redis %s: start (primary)", rd.Name())
+		} else {
+			p.progress("redis %s: start (replica of %s)", rd.Name(), p.nodeName(replicaOf))
+		}
+		if err := rd.Start(ctx); err != nil {
+			return nil, err
+		}
+		p.track("redis-server", rd.Pid())
+		return rd, nil
 	}
 
 	pr := p.regions[primary]
-	p.progress("postgres %s: initdb and start (primary)", primary)
-	pg, err := newPG(pr)
+	pg, err := startPG(pr, zone1, "")
 	if err != nil {
 		return err
 	}
-	if err := pg.Init(ctx); err != nil {
-		return err
-	}
-	if err := pg.Start(ctx); err != nil {
-		return err
-	}
 	pr.pg, pr.pgRole = pg, RolePrimary
-	p.track("postgres", pg.Pid())
 	for _, svc := range p.cfg.Spec.Services {
 		if svc.Database {
 			if err := pg.CreateDatabase(ctx, svc.Name); err != nil {
@@ -81,45 +133,43 @@ func (p *Platform) startData(ctx context.Context, primary string) error {
 			}
 		}
 	}
-	p.progress("redis %s: start (primary)", primary)
-	rd, err := newRedis(pr, "")
+	rd, err := startRedis(pr, zone1, "")
 	if err != nil {
 		return err
 	}
-	if err := rd.Start(ctx); err != nil {
-		return err
-	}
 	pr.redis, pr.rdRole = rd, RolePrimary
-	p.track("redis-server", rd.Pid())
-
 	for _, name := range p.order {
 		if name == primary {
 			continue
 		}
 		r := p.regions[name]
-		p.progress("postgres %s: base backup from %s and start (streaming replica)", name, primary)
-		rpg, err := newPG(r)
-		if err != nil {
+		if r.pg, err = startPG(r, zone1, pg.Addr()); err != nil {
 			return err
 		}
-		if err := rpg.BaseBackup(ctx, pg); err != nil {
+		r.pgRole = RoleReplica
+		if r.redis, err = startRedis(r, zone1, rd.Addr()); err != nil {
 			return err
 		}
-		if err := rpg.Start(ctx); err != nil {
+		r.rdRole = RoleReplica
+	}
+	for _, name := range p.order {
+		r := p.regions[name]
+		if multiAZ {
+			if r.pgStandby, err = startPG(r, zone2, r.pg.Addr()); err != nil {
+				return err
+			}
+		}
+		if cacheReplica {
+			if r.rdStandby, err = startRedis(r, zone2, r.redis.Addr()); err != nil {
+				return err
+			}
+		}
+	}
+	if multiAZ {
+		if err := p.enableSync(ctx, pr); err != nil {
 			return err
 		}
-		r.pg, r.pgRole = rpg, RoleReplica
-		p.track("postgres", rpg.Pid())
-		p.progress("redis %s: start (replica of %s)", name, primary)
-		rrd, err := newRedis(r, rd.Addr())
-		if err != nil {
-			return err
-		}
-		if err := rrd.Start(ctx); err != nil {
-			return err
-		}
-		r.redis, r.rdRole = rrd, RoleReplica
-		p.track("redis-server", rrd.Pid())
+		p.progress("postgres %s: commits wait for the synchronous standby %s", pg.Name(), pr.pgStandby.Name())
 	}
 	for _, name := range p.order {
 		r := p.regions[name]
@@ -133,12 +183,38 @@ func (p *Platform) startData(ctx context.Context, primary string) error {
 	return nil
 }
 
+// nodeName names the server listening at addr ("local-a-az1"), or returns
+// addr.
+func (p *Platform) nodeName(addr string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, name := range p.order {
+		r := p.regions[name]
+		for _, pg := range []*pgproc.Server{r.pg, r.pgStandby} {
+			if pg != nil && pg.Addr() == addr {
+				return pg.Name()
+			}
+		}
+		for _, rd := range []*redisproc.Server{r.redis, r.rdStandby} {
+			if rd != nil && rd.Addr() == addr {
+				return rd.Name()
+			}
+		}
+	}
+	return addr
+}
+
 // postgresRoot is where PostgreSQL data directories go: under the state
 // directory when the unprivileged database user can reach it, otherwise
 // (a state directory inside a private home directory, as root) in a
 // directory of its own in the system temporary directory, named after the
 // state directory.
 func (p *Platform) postgresRoot() (string, error) {
+	p.pgRootOnce.Do(func() { p.pgRoot, p.pgRootErr = p.choosePostgresRoot() })
+	return p.pgRoot, p.pgRootErr
+}
+
+func (p *Platform) choosePostgresRoot() (string, error) {
 	lay := StateLayout{p.cfg.StateDir}
 	acct, err := procutil.Unprivileged()
 	if err != nil {
@@ -192,7 +268,7 @@ func (p *Platform) DatabasePosition(ctx context.Context, regionName string) (str
 	if err != nil {
 		return "", err
 	}
-	if r.pg == nil || r.pg.Stopped() {
+	if pg := p.zonePrimary(r); pg == nil || pg.Stopped() {
 		return "", fmt.Errorf("database of %s is not running", regionName)
 	}
 	return p.walPosition(ctx, r)
@@ -208,6 +284,9 @@ func (p *Platform) FenceDatabase(ctx context.Context, regionName string) (string
 	if err != nil {
 		return "", err
 	}
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
+	defer p.fenceStandby(r)
 	r.dbEnd.SetTarget("")
 	r.dbEnd.Disconnect()
 	p.mu.Lock()
@@ -256,6 +335,22 @@ func (p *Platform) FenceDatabase(ctx context.Context, regionName string) (string
 	return pos, nil
 }
 
+// fenceStandby stops the in-region standby of a fenced region's database:
+// nothing of a fenced region may become writable. Its data directory is a
+// standby's already; reprotect rebuilds it.
+func (p *Platform) fenceStandby(r *region) {
+	p.mu.Lock()
+	sb := r.pgStandby
+	fenced := r.pgRole == RoleFenced
+	if fenced {
+		r.pgSync = false
+	}
+	p.mu.Unlock()
+	if fenced && sb != nil && !sb.Stopped() {
+		sb.Stop(15 * time.Second)
+	}
+}
+
 func (p *Platform) setPGRole(r *region, role string) {
 	p.mu.Lock()
 	r.pgRole = role
@@ -275,6 +370,8 @@ func (p *Platform) PromoteDatabase(ctx context.Context, regionName string) error
 	if err != nil {
 		return err
 	}
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	if r.pg == nil || r.pg.Stopped() {
 		return fmt.Errorf("database of %s is not running; nothing to promote", regionName)
 	}
@@ -298,7 +395,34 @@ func (p *Platform) PromoteDatabase(ctx context.Context, regionName string) error
 	}
 	r.dbEnd.SetTarget(r.pg.Addr())
 	p.setPGRole(r, RolePrimary)
+	// The region's standby cascaded from the replica and follows it onto
+	// the new timeline; once it streams, commits wait for it. Until then
+	// the database runs without in-region failover.
+	if p.zoneStandby(r) != nil && p.haCtx != nil {
+		p.haWG.Add(1)
+		go func() {
+			defer p.haWG.Done()
+			sctx, cancel := context.WithTimeout(p.haCtx, time.Minute)
+			defer cancel()
+			if err := p.enableSync(sctx, r); err != nil {
+				p.log.Error("make the standby synchronous after promotion", "region", r.name, "err", err)
+			}
+		}()
+	}
 	return nil
+}
+
+// zonePrimary is the database server behind the region's endpoint.
+func (p *Platform) zonePrimary(r *region) *pgproc.Server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return r.pg
+}
+
+func (p *Platform) zoneStandby(r *region) *pgproc.Server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return r.pgStandby
 }
 
 // FenceCache pauses writes on the region's redis (best effort: an
@@ -308,6 +432,8 @@ func (p *Platform) FenceCache(ctx context.Context, regionName string) error {
 	if err != nil {
 		return err
 	}
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	r.cacheEnd.SetTarget("")
 	r.cacheEnd.Disconnect()
 	if r.redis != nil && !r.redis.Stopped() {
@@ -329,6 +455,8 @@ func (p *Platform) PromoteCache(ctx context.Context, regionName string) error {
 	if err != nil {
 		return err
 	}
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	if r.redis == nil || r.redis.Stopped() {
 		return fmt.Errorf("cache of %s is not running; nothing to promote", regionName)
 	}
@@ -421,7 +549,8 @@ func (p *Platform) ReplicaLag(ctx context.Context, regionName string) (topology.
 		return topology.Lag{}, err
 	}
 	lag := topology.Lag{Region: regionName}
-	if r.pg == nil || r.pg.Stopped() {
+	pg := p.zonePrimary(r)
+	if pg == nil || pg.Stopped() {
 		return lag, fmt.Errorf("database of %s is not running", regionName)
 	}
 	pr, err := p.primaryRegion()
@@ -433,7 +562,7 @@ func (p *Platform) ReplicaLag(ctx context.Context, regionName string) (topology.
 	}
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := r.pg.Connect(cctx, "postgres")
+	conn, err := pg.Connect(cctx, "postgres")
 	if err != nil {
 		return lag, err
 	}
@@ -502,71 +631,60 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	if pr == r {
 		return "", fmt.Errorf("%s holds the primary database; reprotect rebuilds a former primary as a replica of another region", regionName)
 	}
-	if r.pg == nil {
-		return "", fmt.Errorf("%s has no database server", regionName)
-	}
-	if !r.pg.Stopped() {
-		r.pg.Stop(30 * time.Second)
-	}
-	// Rebuild from the primary region's endpoint, as a replica in another
-	// region reaches RDS through its DNS name. A recently promoted
-	// primary records its new timeline only at its next checkpoint, and
-	// pg_rewind reads the timeline from there: checkpoint first.
-	src := pr.dbEnd.Addr()
-	if conn, err := pgx.Connect(ctx, pgproc.DSN(src, p.secrets.Postgres, "postgres")); err == nil {
-		_, _ = conn.Exec(ctx, "CHECKPOINT")
-		conn.Close(ctx)
-	}
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	p.mu.Lock()
+	if r.pgRebuilding || r.rdRebuilding {
+		p.mu.Unlock()
+		return "", fmt.Errorf("an in-region standby of %s is being rebuilt; try again in a moment", regionName)
+	}
+	// The watcher leaves the region's standbys alone while this runs.
+	r.pgRebuilding, r.rdRebuilding = true, true
+	old, sb := r.pg, r.pgStandby
 	upstream := pr.pg.Addr()
 	p.mu.Unlock()
-	rejoin := func(rebuild func() error) (*pgproc.Server, error) {
-		if err := rebuild(); err != nil {
-			return nil, err
-		}
-		// Stream from the primary server itself, as the replicas made at
-		// up do: a failover fences the primary's endpoint first and must
-		// not cut its replicas off before they have the fence position.
-		if err := r.pg.Follow(upstream, p.secrets.Postgres); err != nil {
-			return nil, err
-		}
-		fresh, err := pgproc.New(r.pg.Options())
-		if err != nil {
-			return nil, err
-		}
-		if err := fresh.Start(ctx); err != nil {
-			return nil, fmt.Errorf("the rebuilt replica did not start: %w", err)
-		}
-		p.track("postgres", fresh.Pid())
-		if err := waitStreaming(ctx, fresh, 30*time.Second); err != nil {
-			fresh.Stop(10 * time.Second)
-			return nil, fmt.Errorf("the rebuilt replica is not streaming from %s: %w", pr.name, err)
-		}
-		return fresh, nil
+	defer func() {
+		p.mu.Lock()
+		r.pgRebuilding, r.rdRebuilding = false, false
+		p.mu.Unlock()
+	}()
+	// The region's standby stops first: it streams from the server about
+	// to be rebuilt.
+	if sb != nil && !sb.Stopped() {
+		sb.Stop(15 * time.Second)
 	}
-	method := "pg_rewind"
-	fresh, rerr := rejoin(func() error { return r.pg.Rewind(ctx, src, p.secrets.Postgres) })
-	if rerr != nil {
-		p.log.Warn("rejoin by pg_rewind failed; taking a fresh base backup", "region", regionName, "err", rerr)
-		method = "base backup (pg_rewind: " + firstLine(rerr.Error()) + ")"
-		var berr error
-		fresh, berr = rejoin(func() error { return r.pg.BaseBackupFrom(ctx, src, p.secrets.Postgres) })
-		if berr != nil {
-			return "", fmt.Errorf("reprotect %s failed: pg_rewind: %v; base backup: %v", regionName, firstLine(rerr.Error()), firstLine(berr.Error()))
-		}
+	if !old.Stopped() {
+		old.Stop(30 * time.Second)
+	}
+	// Rebuild from the primary region's endpoint, as a replica in another
+	// region reaches RDS through its DNS name, and stream from the primary
+	// server itself, as the replicas made at up do: a failover fences the
+	// primary's endpoint first and must not cut its replicas off before
+	// they have the fence position.
+	fresh, method, err := p.rejoinNode(ctx, old, pr.dbEnd.Addr(), upstream)
+	if err != nil {
+		return "", fmt.Errorf("reprotect %s failed: %w", regionName, err)
 	}
 	p.mu.Lock()
-	r.pg = fresh
+	r.pg, r.pgRole, r.fencePosition, r.pgSync = fresh, RoleReplica, "", false
 	p.mu.Unlock()
 	r.dbEnd.SetTarget(fresh.Addr())
-	p.mu.Lock()
-	r.pgRole, r.fencePosition = RoleReplica, ""
-	p.mu.Unlock()
+	standby := ""
+	if sb != nil {
+		fsb, sbMethod, err := p.rejoinNode(ctx, sb, fresh.Addr(), fresh.Addr())
+		if err != nil {
+			return "", fmt.Errorf("reprotect %s: the database streams again (%s), but its in-region standby %s does not: %w", regionName, method, sb.Name(), err)
+		}
+		p.mu.Lock()
+		r.pgStandby = fsb
+		p.mu.Unlock()
+		standby = fmt.Sprintf("; standby %s rebuilt by %s", fsb.Name(), sbMethod)
+	}
 
 	if err := p.reprotectCache(ctx, r, pr); err != nil {
 		return "", fmt.Errorf("reprotect %s: database streams again (%s), but the cache does not: %w", regionName, method, err)
 	}
-	return fmt.Sprintf("database rebuilt by %s and streaming from %s; cache replicating from %s", method, pr.name, pr.name), nil
+	return fmt.Sprintf("database rebuilt by %s and streaming from %s%s; cache replicating from %s", method, pr.name, standby, pr.name), nil
 }
 
 func firstLine(s string) string {
@@ -608,52 +726,45 @@ func waitStreaming(ctx context.Context, s *pgproc.Server, timeout time.Duration)
 }
 
 func (p *Platform) reprotectCache(ctx context.Context, r, pr *region) error {
-	if pr.redis == nil || pr.redis.Stopped() {
+	p.mu.Lock()
+	main, sb, prMain := r.redis, r.rdStandby, pr.redis
+	p.mu.Unlock()
+	if prMain == nil || prMain.Stopped() {
 		return fmt.Errorf("the primary cache in %s is not running", pr.name)
 	}
-	if r.redis == nil || r.redis.Stopped() {
+	if main == nil || main.Stopped() {
 		// The region was killed: start its redis again as a replica.
-		port, err := procutil.FreePort()
+		fresh, err := p.startCacheReplica(ctx, main, prMain)
 		if err != nil {
 			return err
 		}
-		logf, err := p.logFile("redis-" + r.name)
-		if err != nil {
-			return err
-		}
-		rd := redisproc.New(redisproc.Options{Name: r.name, Dir: filepath.Join(StateLayout{p.cfg.StateDir}.Data(), "redis-"+r.name), Port: port,
-			Password: p.secrets.Redis, ReplicaOf: pr.redis.Addr(), Durable: true, Log: logf})
-		if err := rd.Start(ctx); err != nil {
-			return err
-		}
-		p.mu.Lock()
-		r.redis = rd
-		p.mu.Unlock()
-		p.track("redis-server", rd.Pid())
+		main = fresh
 	} else {
-		c := r.redis.Client(0)
-		host, port, _ := strings.Cut(pr.redis.Addr(), ":")
+		c := main.Client(0)
+		host, port, _ := strings.Cut(prMain.Addr(), ":")
 		err := c.Do(ctx, "REPLICAOF", host, port).Err()
 		_ = c.Do(ctx, "CLIENT", "UNPAUSE").Err()
 		c.Close()
 		if err != nil {
 			return err
 		}
-	}
-	c := r.redis.Client(0)
-	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info, err := c.Info(ctx, "replication").Result()
-		if err == nil && infoField(info, "master_link_status") == "up" {
-			break
+		if err := waitReplicating(ctx, main, 20*time.Second); err != nil {
+			return fmt.Errorf("redis in %s is not replicating from %s: %w", r.name, pr.name, err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis in %s is not replicating from %s (link %q)", r.name, pr.name, infoField(info, "master_link_status"))
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	r.cacheEnd.SetTarget(r.redis.Addr())
+	p.mu.Lock()
+	r.redis = main
+	p.mu.Unlock()
+	r.cacheEnd.SetTarget(main.Addr())
 	p.setCacheRole(r, RoleReplica)
+	if sb != nil && (sb.Stopped() || waitReplicating(ctx, sb, time.Second) != nil) {
+		fresh, err := p.startCacheReplica(ctx, sb, main)
+		if err != nil {
+			return fmt.Errorf("in-region replica: %w", err)
+		}
+		p.mu.Lock()
+		r.rdStandby = fresh
+		p.mu.Unlock()
+	}
 	return nil
 }

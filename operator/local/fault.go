@@ -36,6 +36,8 @@ type RegionFaults struct {
 	Partitioned bool `json:"partitioned,omitempty"`
 	// DatabaseDelay is the latency slow-db added to the database endpoint.
 	DatabaseDelay time.Duration `json:"databaseDelay,omitempty"`
+	// ProxyDelay is the latency slow-proxy added in front of the proxy.
+	ProxyDelay time.Duration `json:"proxyDelay,omitempty"`
 }
 
 // Faults is the platform's injected faults, one entry per region.
@@ -123,7 +125,9 @@ func (b *faultBook) region(name string) *regionFaultState {
 	return s
 }
 
-func (s *regionFaultState) killed(r *region) bool {
+func (s *regionFaultState) killed(p *Platform, r *region) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return s.killedDB != nil && r.pg == s.killedDB
 }
 
@@ -135,8 +139,8 @@ func (p *Platform) Faults(ctx context.Context) (Faults, error) {
 	var f Faults
 	for _, name := range p.order {
 		s := b.region(name)
-		f.Regions = append(f.Regions, RegionFaults{Region: name, Killed: s.killed(p.regions[name]), Partitioned: s.cut != nil,
-			DatabaseDelay: p.regions[name].dbEnd.Delay()})
+		f.Regions = append(f.Regions, RegionFaults{Region: name, Killed: s.killed(p, p.regions[name]), Partitioned: s.cut != nil,
+			DatabaseDelay: p.regions[name].dbEnd.Delay(), ProxyDelay: p.regions[name].router.Delay()})
 	}
 	return f, nil
 }
@@ -153,15 +157,20 @@ func (p *Platform) KillRegion(ctx context.Context, regionName string) (FaultRepo
 		return FaultReport{}, err
 	}
 	b := p.faults()
+	// Lock order: dataMu, then the fault book.
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.region(regionName)
 	rep := FaultReport{Fault: "kill-region", Region: regionName}
-	if s.killed(r) {
+	if s.killed(p, r) {
 		rep.note("%s was killed already; nothing left to kill", regionName)
 		return rep, nil
 	}
+	p.mu.Lock()
 	s.killedDB = r.pg
+	p.mu.Unlock()
 
 	r.fleetMu.Lock()
 	var tasks []*task
@@ -195,7 +204,20 @@ func (p *Platform) KillRegion(ctx context.Context, regionName string) (FaultRepo
 
 	p.mu.Lock()
 	pgRole, rdRole := r.pgRole, r.rdRole
+	pgSb, rdSb := r.pgStandby, r.rdStandby
 	p.mu.Unlock()
+	// Standbys first: the region's in-region watcher must find nothing to
+	// fail over to (it also ignores a killed region).
+	if pgSb != nil && !pgSb.Stopped() {
+		pid := pgSb.Pid()
+		pgSb.Kill()
+		rep.did("SIGKILL PostgreSQL standby %s (pid %d)", pgSb.Name(), pid)
+	}
+	if rdSb != nil && !rdSb.Stopped() {
+		pid := rdSb.Pid()
+		rdSb.Kill()
+		rep.did("SIGKILL redis-server replica %s (pid %d)", rdSb.Name(), pid)
+	}
 	if r.pg != nil && !r.pg.Stopped() {
 		pid := r.pg.Pid()
 		r.pg.Kill()
@@ -249,6 +271,9 @@ func (p *Platform) Partition(ctx context.Context, regionName string) (FaultRepor
 		return FaultReport{}, err
 	}
 	b := p.faults()
+	// Lock order: dataMu, then the fault book.
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.region(regionName)
@@ -257,7 +282,7 @@ func (p *Platform) Partition(ctx context.Context, regionName string) (FaultRepor
 	case s.cut != nil:
 		rep.note("%s is partitioned already", regionName)
 		return rep, nil
-	case s.killed(r):
+	case s.killed(p, r):
 		rep.note("%s is killed: nothing in it answers anyway, so a partition changes nothing", regionName)
 		return rep, nil
 	}
@@ -414,8 +439,15 @@ func (p *Platform) regionOfAddr(addr string) string {
 				return name
 			}
 		}
-		if (x.pg != nil && x.pg.Addr() == addr) || (x.redis != nil && x.redis.Addr() == addr) {
-			return name
+		for _, pg := range []*pgproc.Server{x.pg, x.pgStandby} {
+			if pg != nil && pg.Addr() == addr {
+				return name
+			}
+		}
+		for _, rd := range []*redisproc.Server{x.redis, x.rdStandby} {
+			if rd != nil && rd.Addr() == addr {
+				return name
+			}
 		}
 	}
 	return addr
@@ -464,30 +496,59 @@ func conninfoAddr(conninfo string) string {
 // passes on, on current connections too (a slow network between the
 // services and the database). Zero removes it; heal removes it too.
 func (p *Platform) SlowDatabase(ctx context.Context, regionName string, delay time.Duration) (FaultReport, error) {
+	return p.slow(regionName, "slow-db", delay, func(r *region) {
+		r.dbEnd.SetDelay(delay)
+	}, func(r *region) string {
+		if delay == 0 {
+			return fmt.Sprintf("database endpoint %s of %s passes answers on without delay again", r.dbEnd.Addr(), regionName)
+		}
+		return fmt.Sprintf("database endpoint %s of %s holds every answer back by %s, on open connections too", r.dbEnd.Addr(), regionName, delay)
+	})
+}
+
+// SlowProxy holds every request to the region's proxy back before it is
+// routed (a slow network in front of the load balancer): the front door
+// and anyone calling the region directly wait, while the services, their
+// health checks and the database are untouched. Zero removes it; heal
+// removes it too.
+func (p *Platform) SlowProxy(ctx context.Context, regionName string, delay time.Duration) (FaultReport, error) {
+	return p.slow(regionName, "slow-proxy", delay, func(r *region) {
+		r.router.SetDelay(delay)
+	}, func(r *region) string {
+		if delay == 0 {
+			return fmt.Sprintf("proxy %s of %s routes requests without delay again", r.url, regionName)
+		}
+		return fmt.Sprintf("proxy %s of %s holds every request back by %s before routing it", r.url, regionName, delay)
+	})
+}
+
+func (p *Platform) slow(regionName, fault string, delay time.Duration, apply func(*region), say func(*region) string) (FaultReport, error) {
 	r, err := p.region(regionName)
 	if err != nil {
 		return FaultReport{}, err
 	}
 	if delay < 0 || delay > MaxDatabaseDelay {
-		return FaultReport{}, fmt.Errorf("database delay %s is out of range; use 0 (none) to %s", delay, MaxDatabaseDelay)
+		return FaultReport{}, fmt.Errorf("%s delay %s is out of range; use 0 (none) to %s", fault, delay, MaxDatabaseDelay)
 	}
 	b := p.faults()
+	// Lock order: dataMu, then the fault book.
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	r.dbEnd.SetDelay(delay)
-	rep := FaultReport{Fault: "slow-db", Region: regionName}
-	if delay == 0 {
-		rep.did("database endpoint %s of %s passes answers on without delay again", r.dbEnd.Addr(), regionName)
-	} else {
-		rep.did("database endpoint %s of %s holds every answer back by %s, on open connections too", r.dbEnd.Addr(), regionName, delay)
-	}
+	apply(r)
+	rep := FaultReport{Fault: fault, Region: regionName}
+	rep.did("%s", say(r))
 	return rep, nil
 }
 
-// Heal undoes every partition and database delay. A killed region stays
+// Heal undoes every partition and every database and proxy delay. A killed region stays
 // killed, and heal says so.
 func (p *Platform) Heal(ctx context.Context) (FaultReport, error) {
 	b := p.faults()
+	// Lock order: dataMu, then the fault book.
+	p.dataMu.Lock()
+	defer p.dataMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	rep := FaultReport{Fault: "heal"}
@@ -506,12 +567,16 @@ func (p *Platform) Heal(ctx context.Context) (FaultReport, error) {
 			rep.did("database endpoint of %s no longer delays answers (was %s)", name, r.dbEnd.Delay())
 			r.dbEnd.SetDelay(0)
 		}
-		if s.killed(r) {
+		if r.router.Delay() > 0 {
+			rep.did("proxy of %s no longer delays requests (was %s)", name, r.router.Delay())
+			r.router.SetDelay(0)
+		}
+		if s.killed(p, r) {
 			rep.note("%s stays killed: heal does not restart its processes; rebuild it with `tandem reprotect %s` (after failing over, if it held the primary)", name, name)
 		}
 	}
 	if len(rep.Actions) == 0 && len(errs) == 0 {
-		rep.note("no partition or database delay to heal")
+		rep.note("no partition or delay to heal")
 	}
 	return rep, errors.Join(errs...)
 }
@@ -571,7 +636,7 @@ func (p *Platform) healPartition(ctx context.Context, r *region, s *regionFaultS
 	}
 	cut.redis = redisLeft
 
-	if s.killed(r) {
+	if s.killed(p, r) {
 		rep.note("%s was killed while partitioned: its endpoints and proxy were left as they are", r.name)
 		return errors.Join(errs...)
 	}

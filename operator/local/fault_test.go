@@ -83,6 +83,40 @@ func redisLink(ctx context.Context, addr, password string) (string, error) {
 	return "", fmt.Errorf("no replication link in %q", info)
 }
 
+// testPlatform is a real platform for one test, served on its control
+// socket, with its secrets.
+type testPlatform struct {
+	p       *local.Platform
+	c       *local.Client
+	dir     string
+	secrets struct{ Postgres, Redis string }
+}
+
+// upPlatform brings up spec's platform; it goes down when the test ends.
+func upPlatform(t *testing.T, spec *stacks.Spec) *testPlatform {
+	t.Helper()
+	tp := &testPlatform{dir: stateDir(t)}
+	ctx := context.Background()
+	var progress bytes.Buffer
+	p, err := local.Up(ctx, local.Config{Stack: "local", Spec: spec, StateDir: tp.dir, BinDir: testinfra.ServiceBinaries(t), Progress: &progress})
+	if err != nil {
+		t.Fatalf("Up: %v\n%s", err, progress.String())
+	}
+	tp.p = p
+	t.Cleanup(func() { p.Down(context.Background()) })
+	if err := p.Serve(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tp.c, err = local.Dial(tp.dir); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(tp.dir, "secrets.json"))
+	if err != nil || json.Unmarshal(raw, &tp.secrets) != nil {
+		t.Fatalf("secrets.json: %v", err)
+	}
+	return tp
+}
+
 // liveServiceProcesses lists the platform's service processes that still
 // run, from its pid registry.
 func liveServiceProcesses(t *testing.T, dir string) []string {
@@ -119,26 +153,9 @@ func TestFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := stateDir(t)
 	ctx := context.Background()
-	var progress bytes.Buffer
-	p, err := local.Up(ctx, local.Config{Stack: "local", Spec: spec, StateDir: dir, BinDir: testinfra.ServiceBinaries(t), Progress: &progress})
-	if err != nil {
-		t.Fatalf("Up: %v\n%s", err, progress.String())
-	}
-	defer p.Down(ctx)
-	if err := p.Serve(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c, err := local.Dial(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var secrets struct{ Postgres, Redis string }
-	raw, err := os.ReadFile(filepath.Join(dir, "secrets.json"))
-	if err != nil || json.Unmarshal(raw, &secrets) != nil {
-		t.Fatalf("secrets.json: %v", err)
-	}
+	tp := upPlatform(t, spec)
+	c, dir, secrets := tp.c, tp.dir, tp.secrets
 	st, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -64,7 +64,20 @@ type Platform struct {
 
 	store *state.Bolt
 
-	mu       sync.Mutex // guards release and region data roles
+	pgRootOnce sync.Once
+	pgRoot     string
+	pgRootErr  error
+
+	// dataMu serializes changes to where a region's data lives: fencing,
+	// promotion, reprotection and in-region failover.
+	dataMu sync.Mutex
+	// haStop ends the in-region watcher; haDone is closed when it has.
+	haCtx  context.Context
+	haStop context.CancelFunc
+	haDone chan struct{}
+	haWG   sync.WaitGroup
+
+	mu       sync.Mutex // guards release and region data roles and servers
 	release  map[string]FleetSpec
 	shutdown chan struct{}
 	downOnce sync.Once
@@ -89,6 +102,19 @@ type region struct {
 	redis         *redisproc.Server
 	rdRole        string
 	cacheEnd      *proxy.TCPEndpoint
+
+	// pgStandby is the database's standby in the region's second zone
+	// (database.multiAZ): synchronous while the region holds the primary,
+	// a cascading replica of pg otherwise; nil without multiAZ. pgSync
+	// says commits on pg wait for it.
+	pgStandby *pgproc.Server
+	pgSync    bool
+	// rdStandby is the cache's in-region replica (cache.replicas).
+	rdStandby *redisproc.Server
+	// pgRebuilding and rdRebuilding mark a standby being rebuilt.
+	pgRebuilding, rdRebuilding bool
+	// pgFailovers and rdFailovers are the in-region failovers so far.
+	pgFailovers, rdFailovers []ZoneFailover
 
 	fleetMu sync.Mutex
 	fleets  map[string]map[string]*fleet // service -> color -> fleet
@@ -219,6 +245,7 @@ func Up(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := p.writeTopology(ctx); err != nil {
 		return nil, err
 	}
+	p.startZoneWatcher()
 	return p, nil
 }
 
@@ -316,6 +343,9 @@ func (p *Platform) RequestShutdown() {
 func (p *Platform) Down(ctx context.Context) {
 	p.downOnce.Do(func() {
 		p.progress("stopping platform")
+		// Servers stopping now are not failing: the in-region watcher goes
+		// first.
+		p.stopZoneWatcher()
 		for _, srv := range p.servers {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_ = srv.Shutdown(sctx)
@@ -341,11 +371,17 @@ func (p *Platform) Down(ctx context.Context) {
 			if r.router != nil {
 				r.router.Close()
 			}
-			if r.redis != nil {
-				r.redis.Stop(5 * time.Second)
+			for _, rd := range []*redisproc.Server{r.rdStandby, r.redis} {
+				if rd != nil {
+					rd.Stop(5 * time.Second)
+				}
 			}
-			if r.pg != nil {
-				r.pg.Stop(15 * time.Second)
+			// The primary first: a synchronous standby stopped before it
+			// would hold its last commits.
+			for _, pg := range []*pgproc.Server{r.pg, r.pgStandby} {
+				if pg != nil {
+					pg.Stop(15 * time.Second)
+				}
 			}
 			for _, e := range []*proxy.TCPEndpoint{r.dbEnd, r.cacheEnd} {
 				if e != nil {
@@ -417,7 +453,7 @@ func (p *Platform) Status(ctx context.Context) (Status, error) {
 		}
 		rs := RegionStatus{Name: name, Role: role, ProxyURL: r.url}
 		if pg != nil {
-			rs.Database = DataStatus{Role: pgRole, Endpoint: r.dbEnd.Addr(), Server: pg.Addr(), PID: pg.Pid(), DataDir: pg.DataDir()}
+			rs.Database = DataStatus{Role: pgRole, Endpoint: r.dbEnd.Addr(), Name: pg.Name(), Server: pg.Addr(), PID: pg.Pid(), DataDir: pg.DataDir()}
 			if pg.Stopped() && pgRole != RoleFenced {
 				rs.Database.Role = RoleDown
 			}
@@ -428,11 +464,12 @@ func (p *Platform) Status(ctx context.Context) (Status, error) {
 			}
 		}
 		if rd != nil {
-			rs.Cache = DataStatus{Role: rdRole, Endpoint: r.cacheEnd.Addr(), Server: rd.Addr(), PID: rd.Pid()}
+			rs.Cache = DataStatus{Role: rdRole, Endpoint: r.cacheEnd.Addr(), Name: rd.Name(), Server: rd.Addr(), PID: rd.Pid()}
 			if rd.Stopped() {
 				rs.Cache.Role = RoleDown
 			}
 		}
+		p.zoneStatus(ctx, r, &rs)
 		for _, svc := range p.cfg.Spec.Services {
 			ss := ServiceStatus{Name: svc.Name, Colors: map[string]ColorStatus{}}
 			if r.router != nil {

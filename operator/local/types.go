@@ -13,6 +13,8 @@ type (
 	FrontDoor     = topology.FrontDoor
 	RegionStatus  = topology.RegionStatus
 	DataStatus    = topology.DataStatus
+	StandbyStatus = topology.StandbyStatus
+	ZoneFailover  = topology.ZoneFailover
 	ServiceStatus = topology.ServiceStatus
 	ColorStatus   = topology.ColorStatus
 )
@@ -25,4 +27,8 @@ const (
 	RoleReplica = topology.RoleReplica
 	RoleFenced  = topology.RoleFenced
 	RoleDown    = topology.RoleDown
+
+	StandbySync       = topology.StandbySync
+	StandbyStreaming  = topology.StandbyStreaming
+	StandbyRebuilding = topology.StandbyRebuilding
 )

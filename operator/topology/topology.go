@@ -93,12 +93,54 @@ type RegionStatus struct {
 type DataStatus struct {
 	Role     string `json:"role"`
 	Endpoint string `json:"endpoint"`
-	Server   string `json:"server"`
-	PID      int    `json:"pid,omitempty"`
+	// Name names the server behind the endpoint ("local-a-az1": region
+	// and zone).
+	Name   string `json:"name,omitempty"`
+	Server string `json:"server"`
+	PID    int    `json:"pid,omitempty"`
 	// Position is the WAL position (database) where known.
 	Position string `json:"position,omitempty"`
 	// DataDir is where the server keeps its data (local platform only).
 	DataDir string `json:"dataDir,omitempty"`
+	// Standby is the server's in-region standby in another zone (the
+	// stack's database.multiAZ, cache.replicas), when there is one.
+	Standby *StandbyStatus `json:"standby,omitempty"`
+	// Failovers are the region's automatic in-region failovers, oldest
+	// first.
+	Failovers []ZoneFailover `json:"inRegionFailovers,omitempty"`
+}
+
+// Standby states.
+const (
+	// StandbySync: a database standby every commit waits for.
+	StandbySync = "sync"
+	// StandbyStreaming: replicating, but commits do not wait for it (a
+	// cache replica, or a database standby not yet in sync).
+	StandbyStreaming = "streaming"
+	// StandbyRebuilding: being rebuilt after a failure or a failover.
+	StandbyRebuilding = "rebuilding"
+)
+
+// StandbyStatus is an in-region standby server.
+type StandbyStatus struct {
+	Name    string `json:"name,omitempty"`
+	Server  string `json:"server"`
+	PID     int    `json:"pid,omitempty"`
+	State   string `json:"state"`
+	DataDir string `json:"dataDir,omitempty"`
+}
+
+// ZoneFailover is one automatic in-region failover: the standby in
+// another zone took over from a server that failed (RDS Multi-AZ,
+// ElastiCache automatic failover).
+type ZoneFailover struct {
+	At     time.Time `json:"at"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+	// TookMs is from the failure being noticed to the endpoint leading to
+	// the new server.
+	TookMs int64 `json:"tookMs"`
 }
 
 // ServiceStatus is one service in one region.

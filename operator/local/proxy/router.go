@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -153,6 +154,9 @@ func (o Options) withDefaults() Options {
 // Router is one region's L7 load balancer: an ALB listener with a blue and a green
 // target group per service. It is an http.Handler; Start runs its health checks.
 type Router struct {
+	// delay holds every request back before it is routed (a fault: a
+	// slow network in front of the load balancer).
+	delay     atomic.Int64
 	region    string
 	opts      Options
 	log       *slog.Logger
@@ -528,7 +532,23 @@ func (g *targetGroup) nextHealthy(tried []*target) *target {
 // and a healthy target of it, and forwards, replaying the request on another target
 // when a failed attempt allows it (see attempt.safeToRetry): at most twice, first on the
 // same color, then on the other one if it has weight.
+// SetDelay makes the router hold every request back by d before routing
+// it; zero removes the delay. Its own health checks are not delayed.
+func (r *Router) SetDelay(d time.Duration) { r.delay.Store(int64(d)) }
+
+// Delay is the delay SetDelay set.
+func (r *Router) Delay() time.Duration { return time.Duration(r.delay.Load()) }
+
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if d := r.Delay(); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-req.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 	svc := r.match(req.URL.Path)
 	if svc == nil {
 		writeProblem(w, http.StatusNotFound, fmt.Sprintf("no listener rule in region %s matches path %s", r.region, req.URL.Path))
