@@ -29,12 +29,15 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# The engines and the proxy also run under the race detector.
+# The engines and the proxy also run under the race detector, and so do the
+# platform's fault and in-region failover tests (its watcher runs beside the
+# control API).
 RACE_PKGS := ./operator/deploy/... ./operator/failover/... ./operator/local/proxy/...
 
 test: build fmt-check vet
 	$(GO) test $(TEST_FLAGS) ./...
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
+	$(GO) test -race $(TEST_FLAGS) -run 'TestInRegionFailover|TestFaults' ./operator/local/
 
 test-core: build
 	$(GO) test $(TEST_FLAGS) $(CORE_PKGS)

@@ -399,7 +399,7 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %8.2fs  %s\n", m.At.Seconds(), m.Event)
 	}
 	fmt.Fprintln(w, "\nRequests by phase")
-	fmt.Fprintf(w, "  %-16s %9s %9s %8s %8s  %s\n", "PHASE", "DURATION", "SENT", "FAILED", "RATE/s", "FAILURES")
+	fmt.Fprintf(w, "  %-18s %9s %9s %8s %8s  %s\n", "PHASE", "DURATION", "SENT", "FAILED", "RATE/s", "FAILURES")
 	for _, p := range rep.Phases {
 		var kinds []string
 		for k, v := range p.Failures {
@@ -410,7 +410,7 @@ func (rep *Report) Print(w io.Writer) {
 		if p.Duration > 0 {
 			rate = float64(p.Sent) / p.Duration.Seconds()
 		}
-		fmt.Fprintf(w, "  %-16s %8.2fs %9d %8d %8.0f  %s\n", p.Name, p.Duration.Seconds(), p.Sent, p.Failed, rate, strings.Join(kinds, ", "))
+		fmt.Fprintf(w, "  %-18s %8.2fs %9d %8d %8.0f  %s\n", p.Name, p.Duration.Seconds(), p.Sent, p.Failed, rate, strings.Join(kinds, ", "))
 	}
 	if d := rep.Deploy; d != nil {
 		fmt.Fprintf(w, "\nDeploy: %s %s %s -> %s: %s in %s", d.Request.Service, d.Request.Version, d.From, d.To, d.Status, d.Updated.Sub(d.Started).Round(time.Millisecond))

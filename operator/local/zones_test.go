@@ -29,12 +29,13 @@ type claimWriter struct {
 	mu       sync.Mutex
 	acked    []string
 	failures int
+	reasons  map[string]int // failures by status and problem title
 	lastOK   time.Time
 	longest  time.Duration // longest gap between acknowledgements
 }
 
 func startClaimWriter(url string, workers int) *claimWriter {
-	w := &claimWriter{url: url, stop: make(chan struct{}), lastOK: time.Now()}
+	w := &claimWriter{url: url, stop: make(chan struct{}), lastOK: time.Now(), reasons: map[string]int{}}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	body := `{"memberId":"M-7","state":"OH","householdSize":3,"monthlyIncomeCents":180000,"serviceDate":"2026-11-02","procedureCode":"99213","amountCents":12500}`
 	for i := range workers {
@@ -51,11 +52,13 @@ func startClaimWriter(url string, workers int) *claimWriter {
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Idempotency-Key", fmt.Sprintf("zone-%d-%d-%d", i, n, time.Now().UnixNano()))
 				resp, err := hc.Do(req)
-				var out struct{ ID string }
+				var out struct{ ID, Title, Detail string }
 				ok := err == nil && resp.StatusCode == http.StatusCreated
+				reason := fmt.Sprint(err)
 				if err == nil {
 					_ = json.NewDecoder(resp.Body).Decode(&out)
 					resp.Body.Close()
+					reason = fmt.Sprintf("%d %s", resp.StatusCode, out.Detail)
 				}
 				w.mu.Lock()
 				if ok && out.ID != "" {
@@ -66,6 +69,7 @@ func startClaimWriter(url string, workers int) *claimWriter {
 					w.lastOK = time.Now()
 				} else {
 					w.failures++
+					w.reasons[reason]++
 				}
 				w.mu.Unlock()
 			}
@@ -74,10 +78,10 @@ func startClaimWriter(url string, workers int) *claimWriter {
 	return w
 }
 
-func (w *claimWriter) finish() (acked []string, failures int, longest time.Duration) {
+func (w *claimWriter) finish() (acked []string, failures int, longest time.Duration, reasons map[string]int) {
 	close(w.stop)
 	w.wg.Wait()
-	return w.acked, w.failures, w.longest
+	return w.acked, w.failures, w.longest, w.reasons
 }
 
 // missingClaims counts the acknowledged claims the database does not have.
@@ -151,11 +155,14 @@ func TestInRegionFailover(t *testing.T) {
 			return nil
 		})
 		time.Sleep(3 * time.Second)
-		acked, failures, longest := w.finish()
+		acked, failures, longest, reasons := w.finish()
 		d := region("local-a").Database
 		missing := missingClaims(t, claimsDSN, acked)
 		t.Logf("in-region database failover %s -> %s took %dms after the kill was noticed; %d claims acknowledged, %d missing, %d writes failed, longest gap between acknowledgements %s",
 			d.Failovers[0].From, d.Failovers[0].To, d.Failovers[0].TookMs, len(acked), missing, failures, longest.Round(time.Millisecond))
+		if failures > 0 {
+			t.Logf("failed writes: %v", reasons)
+		}
 		if missing != 0 || len(acked) < 100 {
 			t.Errorf("%d claims acknowledged, %d missing", len(acked), missing)
 		}
@@ -203,6 +210,8 @@ func TestInRegionFailover(t *testing.T) {
 			}
 			return nil
 		})
+		fo := region("local-a").Cache.Failovers[0]
+		t.Logf("in-region cache failover %s -> %s took %dms after the kill was noticed", fo.From, fo.To, fo.TookMs)
 		eventually(t, 10*time.Second, "a write through the same endpoint", func() error {
 			if v, err := rc.Get(ctx, "zone-test").Result(); err != nil || v != "before" {
 				return fmt.Errorf("read %q, %v", v, err)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tandemhq/tandem/services/kit/db"
 )
 
 // RevisionQuery reads the rules revision, which a trigger on every rule
@@ -65,14 +67,39 @@ func (s *Store) Determine(ctx context.Context, req Request, day time.Time) (Dete
 	if err := Validate(req); err != nil {
 		return Determination{}, 0, err
 	}
-	b, rev, err := s.basis(ctx, s.read, req, day)
-	if err != nil && !errors.Is(err, ErrNoRuleSet) && s.read != s.primary {
-		b, rev, err = s.basis(ctx, s.primary, req, day)
+	// The replica is asked once; when it fails the primary is asked, and a
+	// read there that failed for a transient reason (a broken connection,
+	// a server failing over) is retried: a read is always safe to repeat.
+	var (
+		b   Basis
+		rev int64
+		err error
+	)
+	if s.read != s.primary {
+		b, rev, err = s.basis(ctx, s.read, req, day)
+	}
+	if s.read == s.primary || (err != nil && !errors.Is(err, ErrNoRuleSet)) {
+		var r based
+		r, err = db.RetryTransient(ctx, dbAttempts, func(ctx context.Context) (based, error) {
+			b, rev, err := s.basis(ctx, s.primary, req, day)
+			return based{b, rev}, err
+		})
+		b, rev = r.b, r.rev
 	}
 	if err != nil {
 		return Determination{}, 0, err
 	}
 	return Decide(req, b), rev, nil
+}
+
+// dbAttempts bounds the tries of a rules read that failed for a transient
+// reason (about 1.5s of backoff in all: an in-region failover).
+const dbAttempts = 7
+
+// based is a basis and the rules revision it was read at.
+type based struct {
+	b   Basis
+	rev int64
 }
 
 func (s *Store) basis(ctx context.Context, q RowQuerier, req Request, day time.Time) (Basis, int64, error) {
