@@ -54,10 +54,11 @@ const (
 
 // zoneChecks is the watcher's count of failed deep checks per server.
 type zoneChecks struct {
-	ticks                    int
-	pg, pgStandby, rd, rdStd int
-	pgRetryAt, rdRetryAt     time.Time
-	pgRefusedLogged          bool
+	ticks                      int
+	pg, pgStandby, rd, rdStd   int
+	pgRetryAt, rdRetryAt       time.Time
+	pgFailoverAt, rdFailoverAt time.Time
+	pgRefusedLogged            bool
 }
 
 // startZoneWatcher starts the in-region watcher; Down stops it.
@@ -159,14 +160,24 @@ func (p *Platform) checkZones(ctx context.Context, r *region, c *zoneChecks) {
 	if p.regionKilled(r) {
 		return
 	}
+	p.checkDatabaseZone(ctx, r, c, deep)
+	p.checkCacheZone(ctx, r, c, deep)
+}
+
+func (p *Platform) checkDatabaseZone(ctx context.Context, r *region, c *zoneChecks, deep bool) {
 	p.mu.Lock()
 	pg, pgRole, pgSb, pgRebuilding := r.pg, r.pgRole, r.pgStandby, r.pgRebuilding
-	rd, rdRole, rdSb, rdRebuilding := r.redis, r.rdRole, r.rdStandby, r.rdRebuilding
 	p.mu.Unlock()
-
 	if pg != nil && pgSb != nil && pgRole != RoleFenced {
 		if down, why := failing(pg.Stopped(), deep, func() error { return pgAnswers(ctx, pg) }, &c.pg); down && !pgRebuilding {
-			switch err := p.failoverDatabaseZone(ctx, r, pg, why); {
+			if time.Now().Before(c.pgFailoverAt) {
+				return // a failover that could not be made is tried again later
+			}
+			err := p.failoverDatabaseZone(ctx, r, pg, why)
+			if err != nil {
+				c.pgFailoverAt = time.Now().Add(zoneRebuildBackoff)
+			}
+			switch {
 			case errors.Is(err, errNotInSync):
 				if !c.pgRefusedLogged {
 					p.log.Error("database server failed and its standby is not in sync: no in-region failover (it would lose commits); fail the region over", "region", r.name, "server", pg.Name(), "reason", why)
@@ -185,9 +196,19 @@ func (p *Platform) checkZones(ctx context.Context, r *region, c *zoneChecks) {
 			}
 		}
 	}
+}
+
+func (p *Platform) checkCacheZone(ctx context.Context, r *region, c *zoneChecks, deep bool) {
+	p.mu.Lock()
+	rd, rdRole, rdSb, rdRebuilding := r.redis, r.rdRole, r.rdStandby, r.rdRebuilding
+	p.mu.Unlock()
 	if rd != nil && rdSb != nil && rdRole != RoleFenced {
 		if down, why := failing(rd.Stopped(), deep, func() error { return redisAnswers(ctx, rd) }, &c.rd); down && !rdRebuilding {
+			if time.Now().Before(c.rdFailoverAt) {
+				return
+			}
 			if err := p.failoverCacheZone(ctx, r, rd, why); err != nil {
+				c.rdFailoverAt = time.Now().Add(zoneRebuildBackoff)
 				p.log.Error("in-region cache failover failed", "region", r.name, "err", err)
 			}
 		} else if !down && !rdRebuilding && time.Now().After(c.rdRetryAt) {
@@ -233,8 +254,14 @@ func (p *Platform) failoverDatabaseZone(ctx context.Context, r *region, failed *
 		if err != nil {
 			return fmt.Errorf("promote standby %s: %w", sb.Name(), err)
 		}
-		var ok bool
-		err = conn.QueryRow(cctx, "SELECT pg_promote(true, 60)").Scan(&ok)
+		// Promotion is asked only of a standby still in recovery: a retry
+		// after a failed attempt finds it promoted already.
+		ok := true
+		var recovering bool
+		err = conn.QueryRow(cctx, "SELECT pg_is_in_recovery()").Scan(&recovering)
+		if err == nil && recovering {
+			err = conn.QueryRow(cctx, "SELECT pg_promote(true, 60)").Scan(&ok)
+		}
 		conn.Close(ctx)
 		if err != nil || !ok {
 			return fmt.Errorf("promote standby %s: not promoted (%v)", sb.Name(), err)
