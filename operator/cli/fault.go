@@ -22,9 +22,9 @@ func newFaultCmd(o *Options) *cobra.Command {
 prober and the failover react. Without a subcommand, show the faults in force.
 
   kill-region REGION  SIGKILL every process of REGION: its service tasks (the
-                      supervisor does not restart them), its PostgreSQL and its
-                      redis-server. Its proxy stays up with nothing behind it
-                      and answers 503. Heal does not undo it.
+                      supervisor does not restart them) and its PostgreSQL and
+                      redis-server in both zones. Its proxy stays up with
+                      nothing behind it and answers 503. Heal does not undo it.
   kill-db REGION      SIGKILL the database server behind REGION's endpoint (a
                       zone failure). With database.multiAZ its standby in
                       the other zone takes over and the failed server is
@@ -34,7 +34,8 @@ prober and the failover react. Without a subcommand, show the faults in force.
   partition REGION    cut REGION off from the other regions and the front door
                       while its processes keep running: its proxy stops
                       listening, its database and cache endpoints refuse and
-                      drop connections, and replication to and from it stops.
+                      drop connections, and replication to and from other
+                      regions stops (replication inside REGION goes on).
   slow-db REGION      add latency (--delay) to every answer of REGION's
                       database endpoint, open connections included.
   slow-proxy REGION   hold every request to REGION's proxy back (--delay)
