@@ -37,7 +37,7 @@ RACE_PKGS := ./operator/deploy/... ./operator/failover/... ./operator/local/prox
 test: build fmt-check vet
 	$(GO) test $(TEST_FLAGS) ./...
 	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
-	$(GO) test -race $(TEST_FLAGS) -run 'TestInRegionFailover|TestFaults' ./operator/local/
+	$(GO) test -race $(TEST_FLAGS) -run 'TestInRegionFailover|TestZoneFailures|TestFaults' ./operator/local/
 
 test-core: build
 	$(GO) test $(TEST_FLAGS) $(CORE_PKGS)

@@ -193,7 +193,24 @@ func (s *Server) Rewind(ctx context.Context, addr, password string) error {
 	}
 	host, port, _ := strings.Cut(addr, ":")
 	src := fmt.Sprintf("host=%s port=%s user=%s password=%s dbname=postgres connect_timeout=5", host, port, Superuser, password)
+	// A server that crashed is first taken through crash recovery in
+	// single-user mode, which refuses a standby.signal (a fenced server
+	// has one): the signal goes for the rewind and comes back if it
+	// fails, so the directory never starts as a primary.
+	signal := filepath.Join(s.opts.DataDir, "standby.signal")
+	_, statErr := os.Stat(signal)
+	fenced := statErr == nil
+	if fenced {
+		if err := os.Remove(signal); err != nil {
+			return fmt.Errorf("pg_rewind for %s: %w", s.opts.Name, err)
+		}
+	}
 	if err := s.run(ctx, "pg_rewind", "--target-pgdata="+s.opts.DataDir, "--source-server="+src); err != nil {
+		if fenced {
+			if ferr := s.Fence(); ferr != nil {
+				return errors.Join(err, ferr)
+			}
+		}
 		return err
 	}
 	return s.Follow(addr, password)
@@ -242,10 +259,13 @@ func (s *Server) writeSettings(extra map[string]string) error {
 		"wal_keep_size":           "256MB",
 		"hot_standby":             "on",
 		"wal_log_hints":           "on",
-		"max_connections":         "300",
-		"shared_buffers":          "64MB",
-		"cluster_name":            s.opts.Name,
-		"logging_collector":       "off",
+		// A standby whose upstream restarted or moved reconnects within a
+		// second (the default waits five).
+		"wal_retrieve_retry_interval": "1s",
+		"max_connections":             "300",
+		"shared_buffers":              "64MB",
+		"cluster_name":                s.opts.Name,
+		"logging_collector":           "off",
 	}
 	if !s.opts.Durable {
 		settings["fsync"] = "off"

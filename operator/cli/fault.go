@@ -62,7 +62,7 @@ Each prints what it did; -o json prints it as a document.`,
 			Example: "  tandem fault kill-region local-a",
 			Args:    exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+				return runFault(cmd.Context(), o, args[0], true, func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
 					return c.KillRegion(ctx, region)
 				})
 			},
@@ -73,7 +73,7 @@ Each prints what it did; -o json prints it as a document.`,
 			Example: "  tandem fault kill-db local-a",
 			Args:    exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+				return runFault(cmd.Context(), o, args[0], true, func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
 					return c.KillDatabase(ctx, region)
 				})
 			},
@@ -84,7 +84,7 @@ Each prints what it did; -o json prints it as a document.`,
 			Example: "  tandem fault kill-cache local-a",
 			Args:    exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+				return runFault(cmd.Context(), o, args[0], true, func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
 					return c.KillCache(ctx, region)
 				})
 			},
@@ -95,7 +95,7 @@ Each prints what it did; -o json prints it as a document.`,
 			Example: "  tandem fault partition local-b",
 			Args:    exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+				return runFault(cmd.Context(), o, args[0], true, func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
 					return c.Partition(ctx, region)
 				})
 			},
@@ -107,7 +107,7 @@ Each prints what it did; -o json prints it as a document.`,
 			Short: "Undo partitions and database delays (a killed region stays killed)",
 			Args:  noArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return runFault(cmd.Context(), o, "", func(ctx context.Context, c *local.Client, _ string) (local.FaultReport, error) {
+				return runFault(cmd.Context(), o, "", false, func(ctx context.Context, c *local.Client, _ string) (local.FaultReport, error) {
 					return c.Heal(ctx)
 				})
 			},
@@ -129,7 +129,7 @@ func newSlowFaultCmd(o *Options, name, short, example string, def time.Duration,
 			if delay <= 0 || delay > local.MaxDatabaseDelay {
 				return usagef("--delay %s is out of range; use more than 0 and at most %s (heal removes it)", delay, local.MaxDatabaseDelay)
 			}
-			return runFault(cmd.Context(), o, args[0], func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
+			return runFault(cmd.Context(), o, args[0], true, func(ctx context.Context, c *local.Client, region string) (local.FaultReport, error) {
 				return apply(c, ctx, region, delay)
 			})
 		},
@@ -140,9 +140,9 @@ func newSlowFaultCmd(o *Options, name, short, example string, def time.Duration,
 
 // runFault checks the region against the stack (bad input changes
 // nothing), then applies the fault through the platform's control API.
-func runFault(ctx context.Context, o *Options, region string, apply func(context.Context, *local.Client, string) (local.FaultReport, error)) error {
+func runFault(ctx context.Context, o *Options, region string, regional bool, apply func(context.Context, *local.Client, string) (local.FaultReport, error)) error {
 	check := func() error {
-		if region == "" {
+		if region == "" && !regional {
 			return nil
 		}
 		spec, err := o.spec()

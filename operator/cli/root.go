@@ -220,6 +220,16 @@ func (o *Options) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(o.Err, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// platformLogger is the running platform's log: with -v everything, else
+// warnings and errors (an in-region failover, a standby that could not be
+// rebuilt), which `up -d` writes to the state directory's platform.log.
+func (o *Options) platformLogger() *slog.Logger {
+	if o.Verbose {
+		return o.logger()
+	}
+	return slog.New(slog.NewTextHandler(o.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 func (o *Options) json() bool { return o.Output == "json" }
 
 func writeJSON(w io.Writer, v any) error {

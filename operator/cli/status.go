@@ -19,7 +19,7 @@ func newStatusCmd(o *Options) *cobra.Command {
 		Long: `Show the running platform: the front door's URL and active region, and per
 region its proxy URL; the database and cache servers behind its endpoints (named
 region-zone), their roles and their in-region standbys' state (sync, streaming,
-rebuilding, down, fenced); every in-region failover; and each service's weights
+not streaming, rebuilding, down, fenced); every in-region failover; and each service's weights
 and tasks per color. -o json prints the topology document (frontDoor.url,
 regions[].proxyUrl, activeRegion, regions[].database.standby,
 regions[].database.inRegionFailovers, regions[].services[].weights).`,

@@ -58,7 +58,7 @@ func runUp(ctx context.Context, o *Options, detach bool) error {
 	if o.json() {
 		progress = o.Err
 	}
-	p, err := local.Up(ctx, local.Config{Stack: o.Stack, Spec: spec, StateDir: o.StateDir, BinDir: o.BinDir, Logger: o.logger(), Progress: progress})
+	p, err := local.Up(ctx, local.Config{Stack: o.Stack, Spec: spec, StateDir: o.StateDir, BinDir: o.BinDir, Logger: o.platformLogger(), Progress: progress})
 	if err != nil {
 		if errors.Is(err, local.ErrAlreadyUp) {
 			return &UsageError{err}

@@ -238,9 +238,11 @@ func (e *Engine) waitCatchUp(ctx context.Context, f *Failover) (string, error) {
 		timeout = 30 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
+	last := "an unknown position"
 	for {
 		pos, err := e.Database.DatabasePosition(ctx, f.To)
 		if err == nil {
+			last = pos
 			if got, perr := topology.ParsePosition(pos); perr == nil && got >= want {
 				return fmt.Sprintf("replayed %s >= fence %s (RPO 0)", pos, f.FencePosition), nil
 			}
@@ -253,7 +255,11 @@ func (e *Engine) waitCatchUp(ctx context.Context, f *Failover) (string, error) {
 				}
 				return fmt.Sprintf("forced: replica at %s did not reach the fence %s within %s; %d bytes lost", pos, f.FencePosition, timeout, f.LostBytes), nil
 			}
-			return "", fmt.Errorf("replica in %s did not reach the fence position %s within %s (at %s, %v); nothing was promoted", f.To, f.FencePosition, timeout, pos, err)
+			why := fmt.Sprintf("last seen at %s", last)
+			if err != nil {
+				why += "; now: " + err.Error()
+			}
+			return "", fmt.Errorf("replica in %s did not reach the fence position %s within %s (%s); nothing was promoted", f.To, f.FencePosition, timeout, why)
 		}
 		select {
 		case <-ctx.Done():

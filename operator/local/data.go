@@ -284,8 +284,8 @@ func (p *Platform) FenceDatabase(ctx context.Context, regionName string) (string
 	if err != nil {
 		return "", err
 	}
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	defer p.fenceStandby(r)
 	r.dbEnd.SetTarget("")
 	r.dbEnd.Disconnect()
@@ -370,8 +370,8 @@ func (p *Platform) PromoteDatabase(ctx context.Context, regionName string) error
 	if err != nil {
 		return err
 	}
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	if r.pg == nil || r.pg.Stopped() {
 		return fmt.Errorf("database of %s is not running; nothing to promote", regionName)
 	}
@@ -432,8 +432,8 @@ func (p *Platform) FenceCache(ctx context.Context, regionName string) error {
 	if err != nil {
 		return err
 	}
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	r.cacheEnd.SetTarget("")
 	r.cacheEnd.Disconnect()
 	if r.redis != nil && !r.redis.Stopped() {
@@ -455,8 +455,8 @@ func (p *Platform) PromoteCache(ctx context.Context, regionName string) error {
 	if err != nil {
 		return err
 	}
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	if r.redis == nil || r.redis.Stopped() {
 		return fmt.Errorf("cache of %s is not running; nothing to promote", regionName)
 	}
@@ -486,10 +486,11 @@ func (p *Platform) PromoteCache(ctx context.Context, regionName string) error {
 	host, port, _ := strings.Cut(r.redis.Addr(), ":")
 	for _, name := range p.order {
 		o := p.regions[name]
-		if o == r || o.redis == nil || o.redis.Stopped() {
+		ord := p.cacheServer(o)
+		if o == r || ord == nil || ord.Stopped() {
 			continue
 		}
-		oc := o.redis.Client(0)
+		oc := ord.Client(0)
 		err := oc.Do(ctx, "REPLICAOF", host, port).Err()
 		if err == nil {
 			_ = oc.Do(ctx, "CLIENT", "UNPAUSE").Err()
@@ -502,11 +503,11 @@ func (p *Platform) PromoteCache(ctx context.Context, regionName string) error {
 
 func caughtUp(ctx context.Context, p *Platform, primaryAddr, replicaInfo string) bool {
 	for _, name := range p.order {
-		o := p.regions[name]
-		if o.redis == nil || o.redis.Addr() != primaryAddr || o.redis.Stopped() {
+		ord := p.cacheServer(p.regions[name])
+		if ord == nil || ord.Addr() != primaryAddr || ord.Stopped() {
 			continue
 		}
-		oc := o.redis.Client(0)
+		oc := ord.Client(0)
 		defer oc.Close()
 		info, err := oc.Info(ctx, "replication").Result()
 		if err != nil {
@@ -526,6 +527,22 @@ func infoField(info, key string) string {
 		}
 	}
 	return ""
+}
+
+// cacheServer is the redis-server behind the region's cache endpoint.
+func (p *Platform) cacheServer(r *region) *redisproc.Server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return r.redis
+}
+
+// primaryServer is the running primary database server, or nil.
+func (p *Platform) primaryServer() *pgproc.Server {
+	r, err := p.primaryRegion()
+	if err != nil {
+		return nil
+	}
+	return p.zonePrimary(r)
 }
 
 // primaryRegion returns the region whose database is the writable primary.
@@ -631,8 +648,8 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	if pr == r {
 		return "", fmt.Errorf("%s holds the primary database; reprotect rebuilds a former primary as a replica of another region", regionName)
 	}
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	p.mu.Lock()
 	if r.pgRebuilding || r.rdRebuilding {
 		p.mu.Unlock()
@@ -642,6 +659,9 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	r.pgRebuilding, r.rdRebuilding = true, true
 	old, sb := r.pg, r.pgStandby
 	upstream := pr.pg.Addr()
+	// A replica being rebuilt never took writes of its own; anything else
+	// (a fenced or failed primary) may have diverged.
+	wasPrimary := r.pgRole != RoleReplica
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -661,7 +681,13 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	// server itself, as the replicas made at up do: a failover fences the
 	// primary's endpoint first and must not cut its replicas off before
 	// they have the fence position.
-	fresh, method, err := p.rejoinNode(ctx, old, pr.dbEnd.Addr(), upstream)
+	follow := func() string {
+		if w := p.primaryServer(); w != nil {
+			return w.Addr()
+		}
+		return upstream
+	}
+	fresh, method, err := p.rejoinNode(ctx, old, pr.dbEnd.Addr(), follow, wasPrimary)
 	if err != nil {
 		return "", fmt.Errorf("reprotect %s failed: %w", regionName, err)
 	}
@@ -671,7 +697,7 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	r.dbEnd.SetTarget(fresh.Addr())
 	standby := ""
 	if sb != nil {
-		fsb, sbMethod, err := p.rejoinNode(ctx, sb, fresh.Addr(), fresh.Addr())
+		fsb, sbMethod, err := p.rejoinNode(ctx, sb, fresh.Addr(), fixed(fresh.Addr()), false)
 		if err != nil {
 			return "", fmt.Errorf("reprotect %s: the database streams again (%s), but its in-region standby %s does not: %w", regionName, method, sb.Name(), err)
 		}
@@ -685,6 +711,19 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 		return "", fmt.Errorf("reprotect %s: database streams again (%s), but the cache does not: %w", regionName, method, err)
 	}
 	return fmt.Sprintf("database rebuilt by %s and streaming from %s%s; cache replicating from %s", method, pr.name, standby, pr.name), nil
+}
+
+// gist is the line of a tool's output that says what went wrong: the last
+// one naming an error or a fatal condition, else the first.
+func gist(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.ToLower(lines[i])
+		if strings.Contains(l, "error") || strings.Contains(l, "fatal") {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return firstLine(err.Error())
 }
 
 func firstLine(s string) string {

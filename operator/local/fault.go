@@ -125,6 +125,19 @@ func (b *faultBook) region(name string) *regionFaultState {
 	return s
 }
 
+// lockRegions takes every region's dataMu, in stack order, and returns
+// the function that releases them.
+func (p *Platform) lockRegions() func() {
+	for _, name := range p.order {
+		p.regions[name].dataMu.Lock()
+	}
+	return func() {
+		for i := len(p.order) - 1; i >= 0; i-- {
+			p.regions[p.order[i]].dataMu.Unlock()
+		}
+	}
+}
+
 func (s *regionFaultState) killed(p *Platform, r *region) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -157,9 +170,9 @@ func (p *Platform) KillRegion(ctx context.Context, regionName string) (FaultRepo
 		return FaultReport{}, err
 	}
 	b := p.faults()
-	// Lock order: dataMu, then the fault book.
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	// Lock order: the region's dataMu, then the fault book.
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.region(regionName)
@@ -271,9 +284,8 @@ func (p *Platform) Partition(ctx context.Context, regionName string) (FaultRepor
 		return FaultReport{}, err
 	}
 	b := p.faults()
-	// Lock order: dataMu, then the fault book.
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	// Lock order: every region's dataMu, then the fault book.
+	defer p.lockRegions()()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.region(regionName)
@@ -531,9 +543,6 @@ func (p *Platform) slow(regionName, fault string, delay time.Duration, apply fun
 		return FaultReport{}, fmt.Errorf("%s delay %s is out of range; use 0 (none) to %s", fault, delay, MaxDatabaseDelay)
 	}
 	b := p.faults()
-	// Lock order: dataMu, then the fault book.
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	apply(r)
@@ -546,9 +555,8 @@ func (p *Platform) slow(regionName, fault string, delay time.Duration, apply fun
 // killed, and heal says so.
 func (p *Platform) Heal(ctx context.Context) (FaultReport, error) {
 	b := p.faults()
-	// Lock order: dataMu, then the fault book.
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	// Lock order: every region's dataMu, then the fault book.
+	defer p.lockRegions()()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	rep := FaultReport{Fault: "heal"}

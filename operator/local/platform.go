@@ -68,9 +68,6 @@ type Platform struct {
 	pgRoot     string
 	pgRootErr  error
 
-	// dataMu serializes changes to where a region's data lives: fencing,
-	// promotion, reprotection and in-region failover.
-	dataMu sync.Mutex
 	// haStop ends the in-region watcher; haDone is closed when it has.
 	haCtx  context.Context
 	haStop context.CancelFunc
@@ -115,6 +112,11 @@ type region struct {
 	pgRebuilding, rdRebuilding bool
 	// pgFailovers and rdFailovers are the in-region failovers so far.
 	pgFailovers, rdFailovers []ZoneFailover
+
+	// dataMu serializes changes to where the region's data lives:
+	// fencing, promotion, reprotection, in-region failover and faults.
+	// Lock order: regions in stack order, then the fault book.
+	dataMu sync.Mutex
 
 	fleetMu sync.Mutex
 	fleets  map[string]map[string]*fleet // service -> color -> fleet

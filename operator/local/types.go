@@ -28,7 +28,8 @@ const (
 	RoleFenced  = topology.RoleFenced
 	RoleDown    = topology.RoleDown
 
-	StandbySync       = topology.StandbySync
-	StandbyStreaming  = topology.StandbyStreaming
-	StandbyRebuilding = topology.StandbyRebuilding
+	StandbySync         = topology.StandbySync
+	StandbyStreaming    = topology.StandbyStreaming
+	StandbyRebuilding   = topology.StandbyRebuilding
+	StandbyNotStreaming = topology.StandbyNotStreaming
 )

@@ -31,11 +31,15 @@ import (
 // rebuilt as the new standby (pg_rewind, else a base backup). A standby
 // that fails is rebuilt too; while it is missing, commits stop waiting for
 // it, and the database does not fail over in-region (its standby would not
-// have every commit).
+// have every commit). When the standby cannot take over (down too, or not
+// in sync), the failed server is restarted in place on its own data, as a
+// cloud restarts an instance: crash recovery keeps every commit.
 //
 // The watcher never acts on a fenced region (a cross-region failover owns
 // it) or on a killed one (no zone is left), and every change of where data
-// lives — fence, promote, reprotect, in-region failover — holds dataMu.
+// lives — fence, promote, reprotect, in-region failover — holds the
+// region's dataMu (only that region's: a slow reprotect of one region never
+// holds up a failover in another).
 
 const (
 	// zoneCheckInterval is how often the watcher looks at each server: a
@@ -58,7 +62,6 @@ type zoneChecks struct {
 	pg, pgStandby, rd, rdStd   int
 	pgRetryAt, rdRetryAt       time.Time
 	pgFailoverAt, rdFailoverAt time.Time
-	pgRefusedLogged            bool
 }
 
 // startZoneWatcher starts the in-region watcher; Down stops it.
@@ -178,21 +181,22 @@ func (p *Platform) checkDatabaseZone(ctx context.Context, r *region, c *zoneChec
 				c.pgFailoverAt = time.Now().Add(zoneRebuildBackoff)
 			}
 			switch {
-			case errors.Is(err, errNotInSync):
-				if !c.pgRefusedLogged {
-					p.log.Error("database server failed and its standby is not in sync: no in-region failover (it would lose commits); fail the region over", "region", r.name, "server", pg.Name(), "reason", why)
-					c.pgRefusedLogged = true
+			case errors.Is(err, errNotInSync) || errors.Is(err, errNoStandby):
+				p.log.Warn("database server failed and its standby cannot take over; restarting the server in place", "region", r.name, "server", pg.Name(), "reason", why, "standby", err)
+				if rerr := p.restartDatabaseInPlace(ctx, r, pg); rerr != nil {
+					p.log.Error("restart the failed database server in place", "region", r.name, "server", pg.Name(), "err", rerr)
+				} else {
+					// Its standby is rebuilt at the next look.
+					c.pgFailoverAt, c.pgRetryAt = time.Time{}, time.Time{}
 				}
 			case err != nil:
 				p.log.Error("in-region database failover failed", "region", r.name, "err", err)
-			default:
-				c.pgRefusedLogged = false
 			}
 		} else if !down && !pgRebuilding && time.Now().After(c.pgRetryAt) {
 			if sbDown, why := failing(pgSb.Stopped(), deep, func() error { return pgAnswers(ctx, pgSb) }, &c.pgStandby); sbDown {
 				c.pgRetryAt = time.Now().Add(zoneRebuildBackoff)
 				p.log.Warn("database standby failed; rebuilding it", "region", r.name, "server", pgSb.Name(), "reason", why)
-				p.startRebuild(&r.pgRebuilding, func() { p.rebuildDatabaseStandby(ctx, r) })
+				p.startRebuild(&r.pgRebuilding, func() { p.rebuildDatabaseStandby(ctx, r, false) })
 			}
 		}
 	}
@@ -207,7 +211,14 @@ func (p *Platform) checkCacheZone(ctx context.Context, r *region, c *zoneChecks,
 			if time.Now().Before(c.rdFailoverAt) {
 				return
 			}
-			if err := p.failoverCacheZone(ctx, r, rd, why); err != nil {
+			switch err := p.failoverCacheZone(ctx, r, rd, why); {
+			case errors.Is(err, errNoStandby):
+				p.log.Warn("cache server failed and its replica is down too; restarting the server in place", "region", r.name, "server", rd.Name(), "reason", why)
+				if rerr := p.restartCacheInPlace(ctx, r, rd); rerr != nil {
+					c.rdFailoverAt = time.Now().Add(zoneRebuildBackoff)
+					p.log.Error("restart the failed cache server in place", "region", r.name, "server", rd.Name(), "err", rerr)
+				}
+			case err != nil:
 				c.rdFailoverAt = time.Now().Add(zoneRebuildBackoff)
 				p.log.Error("in-region cache failover failed", "region", r.name, "err", err)
 			}
@@ -222,15 +233,19 @@ func (p *Platform) checkCacheZone(ctx context.Context, r *region, c *zoneChecks,
 }
 
 // errNotInSync refuses an in-region failover to a standby that may miss
-// commits.
-var errNotInSync = errors.New("the standby is not synchronous")
+// commits; errNoStandby says the standby is down too. Either way the failed
+// server is restarted in place instead, as a cloud restarts an instance.
+var (
+	errNotInSync = errors.New("the standby is not synchronous")
+	errNoStandby = errors.New("no standby to take over")
+)
 
 // failoverDatabaseZone moves the region's database to its standby after
 // the server failed failed.
 func (p *Platform) failoverDatabaseZone(ctx context.Context, r *region, failed *pgproc.Server, why string) error {
 	noticed := time.Now()
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	p.mu.Lock()
 	cur, sb, role, sync := r.pg, r.pgStandby, r.pgRole, r.pgSync
 	p.mu.Unlock()
@@ -238,7 +253,7 @@ func (p *Platform) failoverDatabaseZone(ctx context.Context, r *region, failed *
 	case cur != failed || role == RoleFenced || sb == nil || p.regionKilled(r):
 		return nil // someone else changed the region meanwhile
 	case sb.Stopped():
-		return fmt.Errorf("%s failed (%s) and its standby %s is down too", failed.Name(), why, sb.Name())
+		return fmt.Errorf("%s failed (%s) and its standby %s is down too: %w", failed.Name(), why, sb.Name(), errNoStandby)
 	case !failed.Stopped() && pgAnswers(ctx, failed) == nil:
 		return nil // it recovered
 	case role == RolePrimary && !sync:
@@ -267,12 +282,16 @@ func (p *Platform) failoverDatabaseZone(ctx context.Context, r *region, failed *
 			return fmt.Errorf("promote standby %s: not promoted (%v)", sb.Name(), err)
 		}
 	default:
-		pr, err := p.primaryRegion()
-		if err != nil {
-			return err
-		}
-		if err := sb.Repoint(ctx, pr.pg.Addr(), p.secrets.Postgres); err != nil {
-			return err
+		// A replica region's standby takes over as the region's replica.
+		// With no primary running (the primary region is fenced in the
+		// middle of a failover, or lost) it keeps what it has and takes
+		// over all the same: it may be the one left to promote.
+		if writer := p.primaryServer(); writer != nil {
+			if err := sb.Repoint(ctx, writer.Addr(), p.secrets.Postgres); err != nil {
+				return err
+			}
+		} else {
+			p.log.Warn("no primary database runs: the standby takes over the region's endpoint without an upstream", "region", r.name, "standby", sb.Name())
 		}
 	}
 	r.dbEnd.SetTarget(sb.Addr())
@@ -287,7 +306,7 @@ func (p *Platform) failoverDatabaseZone(ctx context.Context, r *region, failed *
 		p.repointDatabaseReplicas(ctx, r, failed.Addr(), sb.Addr())
 	}
 	_ = p.writeTopology(ctx)
-	p.runRebuild(&r.pgRebuilding, func() { p.rebuildDatabaseStandby(ctx, r) })
+	p.runRebuild(&r.pgRebuilding, func() { p.rebuildDatabaseStandby(ctx, r, role == RolePrimary) })
 	return nil
 }
 
@@ -354,8 +373,9 @@ func (p *Platform) runRebuild(flag *bool, rebuild func()) {
 
 // rebuildDatabaseStandby rebuilds the region's standby from its current
 // server and, in the primary region, makes commits wait for it again.
-// It runs under runRebuild.
-func (p *Platform) rebuildDatabaseStandby(ctx context.Context, r *region) {
+// wasPrimary says the server being rebuilt was the primary (the one an
+// in-region failover replaced). It runs under runRebuild.
+func (p *Platform) rebuildDatabaseStandby(ctx context.Context, r *region, wasPrimary bool) {
 	p.mu.Lock()
 	main, old, sync := r.pg, r.pgStandby, r.pgSync
 	p.mu.Unlock()
@@ -371,13 +391,13 @@ func (p *Platform) rebuildDatabaseStandby(ctx context.Context, r *region) {
 	if !old.Stopped() {
 		old.Stop(10 * time.Second)
 	}
-	fresh, method, err := p.rejoinNode(ctx, old, main.Addr(), main.Addr())
+	fresh, method, err := p.rejoinNode(ctx, old, main.Addr(), fixed(main.Addr()), wasPrimary)
 	if err != nil {
 		p.log.Error("rebuild database standby", "region", r.name, "server", old.Name(), "err", err)
 		return
 	}
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	p.mu.Lock()
 	ok := r.pg == main && r.pgStandby == old && r.pgRole != RoleFenced
 	if ok {
@@ -398,22 +418,30 @@ func (p *Platform) rebuildDatabaseStandby(ctx context.Context, r *region) {
 	_ = p.writeTopology(ctx)
 }
 
+// fixed is an upstream that does not move.
+func fixed(addr string) func() string { return func() string { return addr } }
+
 // rejoinNode rebuilds the stopped server node as a standby streaming from
-// follow: pg_rewind from src first, a fresh base backup from src if that
-// fails. It returns the new server process, started and streaming, and how
-// it was rebuilt. A rebuilt server that does not stream is an error.
-func (p *Platform) rejoinNode(ctx context.Context, node *pgproc.Server, src, follow string) (*pgproc.Server, string, error) {
+// follow(), asked again for each attempt (the upstream may fail over
+// meanwhile). A former primary is rewound (pg_rewind from src, which copies
+// only what diverged); a former standby is started again as a standby,
+// crash recovery and all. If that does not stream, a fresh base backup from
+// src is taken. It returns the new server process, started and streaming,
+// and how it was rebuilt. A rebuilt server that does not stream is an
+// error.
+func (p *Platform) rejoinNode(ctx context.Context, node *pgproc.Server, src string, follow func() string, wasPrimary bool) (*pgproc.Server, string, error) {
 	// A recently promoted server records its new timeline only at its
 	// next checkpoint, and pg_rewind reads the timeline from there.
 	if conn, err := pgx.Connect(ctx, pgproc.DSN(src, p.secrets.Postgres, "postgres")); err == nil {
 		_, _ = conn.Exec(ctx, "CHECKPOINT")
 		conn.Close(ctx)
 	}
-	attempt := func(rebuild func() error) (*pgproc.Server, error) {
+	attempt := func(rebuild func() error, streamWithin time.Duration) (*pgproc.Server, error) {
 		if err := rebuild(); err != nil {
 			return nil, err
 		}
-		if err := node.Follow(follow, p.secrets.Postgres); err != nil {
+		upstream := follow()
+		if err := node.Follow(upstream, p.secrets.Postgres); err != nil {
 			return nil, err
 		}
 		fresh, err := pgproc.New(node.Options())
@@ -424,22 +452,26 @@ func (p *Platform) rejoinNode(ctx context.Context, node *pgproc.Server, src, fol
 			return nil, fmt.Errorf("the rebuilt server did not start: %w", err)
 		}
 		p.track("postgres", fresh.Pid())
-		if err := waitStreaming(ctx, fresh, 30*time.Second); err != nil {
+		if err := waitStreaming(ctx, fresh, streamWithin); err != nil {
 			fresh.Stop(10 * time.Second)
-			return nil, fmt.Errorf("the rebuilt server is not streaming from %s: %w", p.nodeName(follow), err)
+			return nil, fmt.Errorf("the rebuilt server is not streaming from %s: %w", p.nodeName(upstream), err)
 		}
 		return fresh, nil
 	}
-	fresh, rerr := attempt(func() error { return node.Rewind(ctx, src, p.secrets.Postgres) })
+	first, rebuild, within := "restart as a standby", func() error { return nil }, 15*time.Second
+	if wasPrimary {
+		first, rebuild, within = "pg_rewind", func() error { return node.Rewind(ctx, src, p.secrets.Postgres) }, 30*time.Second
+	}
+	fresh, rerr := attempt(rebuild, within)
 	if rerr == nil {
-		return fresh, "pg_rewind", nil
+		return fresh, first, nil
 	}
-	p.log.Warn("rejoin by pg_rewind failed; taking a fresh base backup", "server", node.Name(), "err", rerr)
-	fresh, berr := attempt(func() error { return node.BaseBackupFrom(ctx, src, p.secrets.Postgres) })
+	p.log.Warn("rejoin by "+first+" failed; taking a fresh base backup", "server", node.Name(), "err", rerr)
+	fresh, berr := attempt(func() error { return node.BaseBackupFrom(ctx, src, p.secrets.Postgres) }, 30*time.Second)
 	if berr != nil {
-		return nil, "", fmt.Errorf("pg_rewind: %v; base backup: %v", firstLine(rerr.Error()), firstLine(berr.Error()))
+		return nil, "", fmt.Errorf("%s: %v; base backup: %v", first, gist(rerr), gist(berr))
 	}
-	return fresh, "base backup (pg_rewind: " + firstLine(rerr.Error()) + ")", nil
+	return fresh, "base backup (" + first + ": " + gist(rerr) + ")", nil
 }
 
 // enableSync makes commits on the region's database wait for its standby,
@@ -489,8 +521,8 @@ func waitSyncState(ctx context.Context, pg *pgproc.Server, name string, ok func(
 // the server failed failed.
 func (p *Platform) failoverCacheZone(ctx context.Context, r *region, failed *redisproc.Server, why string) error {
 	noticed := time.Now()
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	p.mu.Lock()
 	cur, sb, role := r.redis, r.rdStandby, r.rdRole
 	p.mu.Unlock()
@@ -498,7 +530,7 @@ func (p *Platform) failoverCacheZone(ctx context.Context, r *region, failed *red
 	case cur != failed || role == RoleFenced || sb == nil || p.regionKilled(r):
 		return nil
 	case sb.Stopped():
-		return fmt.Errorf("%s failed (%s) and its replica %s is down too", failed.Name(), why, sb.Name())
+		return fmt.Errorf("%s failed (%s) and its replica %s is down too: %w", failed.Name(), why, sb.Name(), errNoStandby)
 	case !failed.Stopped() && redisAnswers(ctx, failed) == nil:
 		return nil
 	}
@@ -577,8 +609,8 @@ func (p *Platform) rebuildCacheStandby(ctx context.Context, r *region) {
 		p.log.Error("rebuild cache replica", "region", r.name, "server", old.Name(), "err", err)
 		return
 	}
-	p.dataMu.Lock()
-	defer p.dataMu.Unlock()
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
 	p.mu.Lock()
 	ok := r.redis == main && r.rdStandby == old && r.rdRole != RoleFenced
 	if ok {
@@ -629,11 +661,32 @@ func waitReplicating(ctx context.Context, s *redisproc.Server, timeout time.Dura
 	}
 }
 
+// standbyStreams says whether a database standby receives WAL right now.
+func standbyStreams(ctx context.Context, s *pgproc.Server) bool {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	conn, err := s.Connect(cctx, "postgres")
+	if err != nil {
+		return false
+	}
+	defer conn.Close(ctx)
+	var streaming bool
+	err = conn.QueryRow(cctx, "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')").Scan(&streaming)
+	return err == nil && streaming
+}
+
+// replicaLinked says whether a redis replica's link to its primary is up.
+func replicaLinked(ctx context.Context, s *redisproc.Server) bool {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return waitReplicating(cctx, s, 0) == nil
+}
+
 // zoneStatus fills in the standby and in-region failovers of a region's
 // database and cache status.
 func (p *Platform) zoneStatus(ctx context.Context, r *region, rs *RegionStatus) {
 	p.mu.Lock()
-	pg, pgSb, pgSync, pgRebuilding, pgFo := r.pg, r.pgStandby, r.pgSync, r.pgRebuilding, append([]ZoneFailover(nil), r.pgFailovers...)
+	pgSb, pgSync, pgRebuilding, pgFo := r.pgStandby, r.pgSync, r.pgRebuilding, append([]ZoneFailover(nil), r.pgFailovers...)
 	rdSb, rdRebuilding, rdFo := r.rdStandby, r.rdRebuilding, append([]ZoneFailover(nil), r.rdFailovers...)
 	pgRole, rdRole := r.pgRole, r.rdRole
 	p.mu.Unlock()
@@ -649,12 +702,8 @@ func (p *Platform) zoneStatus(ctx context.Context, r *region, rs *RegionStatus) 
 		case pgSync:
 			st.State = StandbySync
 		}
-		if st.State == StandbyStreaming && pg != nil && !pg.Stopped() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			if s, err := pg.SyncState(cctx, pgSb.Name()); err == nil && s == "" {
-				st.State = "not streaming"
-			}
-			cancel()
+		if (st.State == StandbyStreaming || st.State == StandbySync) && !standbyStreams(ctx, pgSb) {
+			st.State = StandbyNotStreaming
 		}
 		rs.Database.Standby = st
 	}
@@ -668,6 +717,8 @@ func (p *Platform) zoneStatus(ctx context.Context, r *region, rs *RegionStatus) 
 			st.State = RoleFenced
 		case rdSb.Stopped():
 			st.State = RoleDown
+		case !replicaLinked(ctx, rdSb):
+			st.State = StandbyNotStreaming
 		}
 		rs.Cache.Standby = st
 	}
@@ -704,9 +755,9 @@ func (p *Platform) KillDatabase(ctx context.Context, regionName string) (FaultRe
 	case sb == nil:
 		rep.note("%s has no in-region standby (database.multiAZ is off): its database stays down; fail the region over if it held the primary", regionName)
 	case sb.Stopped():
-		rep.note("its standby %s is down too: nothing takes over", sb.Name())
+		rep.note("its standby %s is down too: the server is restarted in place (crash recovery keeps every commit)", sb.Name())
 	case role == RolePrimary && !sync:
-		rep.note("its standby %s was not in sync: no in-region failover (it would lose commits); fail the region over", sb.Name())
+		rep.note("its standby %s was not in sync: no in-region failover (it would lose commits); the server is restarted in place", sb.Name())
 	default:
 		rep.note("the standby %s takes over within about a second and the endpoint %s moves to it; `tandem status` shows the in-region failover", sb.Name(), r.dbEnd.Addr())
 	}
@@ -742,9 +793,93 @@ func (p *Platform) KillCache(ctx context.Context, regionName string) (FaultRepor
 	case sb == nil:
 		rep.note("%s has no in-region cache replica (cache.replicas is 0): its cache stays down", regionName)
 	case sb.Stopped():
-		rep.note("its replica %s is down too: nothing takes over", sb.Name())
+		rep.note("its replica %s is down too: the server is restarted in place from its append-only file", sb.Name())
 	default:
 		rep.note("the replica %s takes over within about a second and the endpoint %s moves to it", sb.Name(), r.cacheEnd.Addr())
 	}
 	return rep, nil
+}
+
+// restartDatabaseInPlace starts the region's failed database server again
+// on its own data directory (crash recovery keeps every commit), for when
+// its standby cannot take over. A hung server is killed first.
+func (p *Platform) restartDatabaseInPlace(ctx context.Context, r *region, failed *pgproc.Server) error {
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
+	p.mu.Lock()
+	cur, role := r.pg, r.pgRole
+	p.mu.Unlock()
+	if cur != failed || role == RoleFenced || p.regionKilled(r) {
+		return nil
+	}
+	failed.Kill()
+	fresh, err := pgproc.New(failed.Options())
+	if err != nil {
+		return err
+	}
+	if err := fresh.Start(ctx); err != nil {
+		return err
+	}
+	p.track("postgres", fresh.Pid())
+	// Commits must not wait for a standby that is down or behind; it is
+	// made synchronous again once it streams (enableSync).
+	if role == RolePrimary {
+		if err := fresh.SetSynchronousStandby(ctx, ""); err != nil {
+			p.log.Error("stop waiting for the standby after a restart in place", "region", r.name, "err", err)
+		}
+	}
+	p.mu.Lock()
+	r.pg, r.pgSync = fresh, false
+	sb := r.pgStandby
+	p.mu.Unlock()
+	r.dbEnd.SetTarget(fresh.Addr())
+	p.log.Warn("database server restarted in place", "region", r.name, "server", fresh.Name())
+	if role == RolePrimary && sb != nil && !sb.Stopped() && p.haCtx != nil {
+		p.haWG.Add(1)
+		go func() {
+			defer p.haWG.Done()
+			if err := p.enableSync(p.haCtx, r); err != nil {
+				p.log.Error("make the standby synchronous after a restart in place", "region", r.name, "err", err)
+			}
+		}()
+	}
+	_ = p.writeTopology(ctx)
+	return nil
+}
+
+// restartCacheInPlace starts the region's failed redis-server again on its
+// own directory (its append-only file) in the role the region's cache has,
+// for when its replica cannot take over.
+func (p *Platform) restartCacheInPlace(ctx context.Context, r *region, failed *redisproc.Server) error {
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
+	p.mu.Lock()
+	cur, role := r.redis, r.rdRole
+	p.mu.Unlock()
+	if cur != failed || role == RoleFenced || p.regionKilled(r) {
+		return nil
+	}
+	failed.Kill()
+	opts := failed.Options()
+	opts.ReplicaOf = ""
+	if role != RolePrimary {
+		// A replica comes back only as a replica.
+		pr, err := p.cachePrimaryRegion()
+		if err != nil {
+			return fmt.Errorf("%s is a replica and %w to follow", failed.Name(), err)
+		}
+		opts.ReplicaOf = p.cacheServer(pr).Addr()
+	}
+	fresh := redisproc.New(opts)
+	if err := fresh.Start(ctx); err != nil {
+		return err
+	}
+	p.track("redis-server", fresh.Pid())
+	p.mu.Lock()
+	r.redis = fresh
+	p.mu.Unlock()
+	r.cacheEnd.SetTarget(fresh.Addr())
+	p.log.Warn("cache server restarted in place", "region", r.name, "server", fresh.Name())
+	_ = p.writeTopology(ctx)
+	return nil
 }

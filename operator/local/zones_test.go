@@ -15,6 +15,7 @@ import (
 
 	"github.com/tandemhq/tandem/internal/pgproc"
 	"github.com/tandemhq/tandem/operator/failover"
+	"github.com/tandemhq/tandem/operator/local"
 	"github.com/tandemhq/tandem/operator/topology"
 	"github.com/tandemhq/tandem/stacks"
 )
@@ -124,20 +125,7 @@ func TestInRegionFailover(t *testing.T) {
 		t.Fatalf("local-b database standby at up: %+v; want a streaming cascading replica", b.Database.Standby)
 	}
 	claimsDSN := pgproc.DSN(a.Database.Endpoint, secrets.Postgres, "claims")
-	region := func(name string) topology.RegionStatus {
-		t.Helper()
-		st, err := c.Status(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range st.Regions {
-			if r.Name == name {
-				return r
-			}
-		}
-		t.Fatalf("no region %s", name)
-		return topology.RegionStatus{}
-	}
+	region := func(name string) topology.RegionStatus { t.Helper(); return regionStatus(t, c, name) }
 
 	t.Run("database server killed under write load", func(t *testing.T) {
 		w := startClaimWriter(st.FrontDoor.URL, 4)
@@ -297,4 +285,161 @@ func killPID(pid int) error {
 		return fmt.Errorf("no pid")
 	}
 	return syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// TestZoneFailuresWithNoStandbyToTakeOver: when a server fails and its
+// standby cannot take over (it is down too), the server is restarted in
+// place and keeps its data; a replica region's standby takes over even
+// while no primary runs (a cross-region failover between fence and
+// promote), and a reprotect of one region does not hold up an in-region
+// failover in another.
+func TestZoneFailuresWithNoStandbyToTakeOver(t *testing.T) {
+	spec, err := stacks.Load("../../stacks/Pulumi.local.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tp := upPlatform(t, spec)
+	c, secrets := tp.c, tp.secrets
+	region := func(name string) topology.RegionStatus { t.Helper(); return regionStatus(t, c, name) }
+	eventually(t, 30*time.Second, "standbys streaming", func() error {
+		if s := region("local-a").Database.Standby; s == nil || s.State != topology.StandbySync {
+			return fmt.Errorf("local-a standby %+v", s)
+		}
+		return nil
+	})
+	write := func(addr string) error {
+		return pgQuery(ctx, pgproc.DSN(addr, secrets.Postgres, "postgres"), "CREATE TABLE IF NOT EXISTS zone_marks (n int); INSERT INTO zone_marks VALUES (1)")
+	}
+	marks := func(addr string) (int, error) {
+		var n int
+		err := pgQuery(ctx, pgproc.DSN(addr, secrets.Postgres, "postgres"), "SELECT count(*) FROM zone_marks", &n)
+		return n, err
+	}
+
+	t.Run("database and its standby both killed: restarted in place", func(t *testing.T) {
+		a := region("local-a")
+		if err := write(a.Database.Endpoint); err != nil {
+			t.Fatal(err)
+		}
+		if err := killPID(a.Database.Standby.PID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.KillDatabase(ctx, "local-a"); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		eventually(t, 30*time.Second, "a write through the endpoint again", func() error { return write(a.Database.Endpoint) })
+		t.Logf("restarted in place: a write went through %s after the kill", time.Since(killed).Round(time.Millisecond))
+		if n, err := marks(a.Database.Endpoint); err != nil || n != 2 {
+			t.Errorf("marks after the restart: %d, %v; want both", n, err)
+		}
+		if d := region("local-a").Database; d.Name != a.Database.Name || len(d.Failovers) != 0 {
+			t.Errorf("database after the restart: %s with %d in-region failovers; want %s restarted in place", d.Name, len(d.Failovers), a.Database.Name)
+		}
+		eventually(t, 60*time.Second, "the standby rebuilt and synchronous", func() error {
+			if s := region("local-a").Database.Standby; s == nil || s.State != topology.StandbySync {
+				return fmt.Errorf("standby %+v", s)
+			}
+			return nil
+		})
+	})
+
+	t.Run("cache and its replica both killed: restarted in place", func(t *testing.T) {
+		a := region("local-a")
+		if err := killPID(a.Cache.Standby.PID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.KillCache(ctx, "local-a"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "the cache answers through its endpoint again", func() error {
+			rc := redis.NewClient(&redis.Options{Addr: a.Cache.Endpoint, Password: secrets.Redis, MaxRetries: -1})
+			defer rc.Close()
+			return rc.Set(ctx, "zone-restart", "ok", 0).Err()
+		})
+		eventually(t, 30*time.Second, "the cache replica rebuilt", func() error {
+			if s := region("local-a").Cache.Standby; s == nil || s.State != topology.StandbyStreaming {
+				return fmt.Errorf("replica %+v", s)
+			}
+			return nil
+		})
+	})
+
+	t.Run("replica region's standby takes over with no primary running", func(t *testing.T) {
+		// A cross-region failover between its fence and its promotion
+		// (which waits for the replica to have everything first).
+		eventually(t, 30*time.Second, "local-b caught up", func() error {
+			lag, err := tp.p.ReplicaLag(ctx, "local-b")
+			if err != nil || !lag.Streaming || lag.Bytes != 0 {
+				return fmt.Errorf("lag %+v, %v", lag, err)
+			}
+			return nil
+		})
+		if _, err := c.FenceDatabase(ctx, "local-a"); err != nil {
+			t.Fatal(err)
+		}
+		b := region("local-b")
+		if _, err := c.KillDatabase(ctx, "local-b"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, "local-b's standby behind its endpoint", func() error {
+			d := region("local-b").Database
+			if d.Name != b.Database.Standby.Name || len(d.Failovers) != 1 {
+				return fmt.Errorf("local-b database %s, %d failovers", d.Name, len(d.Failovers))
+			}
+			return nil
+		})
+		if err := c.PromoteDatabase(ctx, "local-b"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := marks(b.Database.Endpoint); err != nil || n != 2 {
+			t.Errorf("marks in local-b after promotion: %d, %v; want both", n, err)
+		}
+		if err := write(b.Database.Endpoint); err != nil {
+			t.Errorf("write in local-b: %v", err)
+		}
+	})
+
+	t.Run("a reprotect does not hold up an in-region failover elsewhere", func(t *testing.T) {
+		eventually(t, 60*time.Second, "local-b's standby synchronous", func() error {
+			if s := region("local-b").Database.Standby; s == nil || s.State != topology.StandbySync {
+				return fmt.Errorf("standby %+v", s)
+			}
+			return nil
+		})
+		done := make(chan error, 1)
+		go func() { _, err := c.Reprotect(ctx, "local-a"); done <- err }()
+		time.Sleep(500 * time.Millisecond)
+		killed := time.Now()
+		if _, err := c.KillDatabase(ctx, "local-b"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "local-b failed over in-region", func() error {
+			if n := len(region("local-b").Database.Failovers); n != 2 {
+				return fmt.Errorf("%d in-region failovers", n)
+			}
+			return nil
+		})
+		took := time.Since(killed)
+		t.Logf("in-region failover of local-b during a reprotect of local-a: noticed by the test %s after the kill", took.Round(time.Millisecond))
+		err := <-done
+		t.Logf("the reprotect running meanwhile: %v", err)
+	})
+}
+
+// regionStatus is one region of the platform's status.
+func regionStatus(t *testing.T, c *local.Client, name string) topology.RegionStatus {
+	t.Helper()
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st.Regions {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("no region %s", name)
+	return topology.RegionStatus{}
 }

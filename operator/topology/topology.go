@@ -119,6 +119,9 @@ const (
 	StandbyStreaming = "streaming"
 	// StandbyRebuilding: being rebuilt after a failure or a failover.
 	StandbyRebuilding = "rebuilding"
+	// StandbyNotStreaming: running, but receiving nothing from the server
+	// it follows (a partition, or a standby that cannot follow it).
+	StandbyNotStreaming = "not streaming"
 )
 
 // StandbyStatus is an in-region standby server.

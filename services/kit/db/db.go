@@ -82,8 +82,9 @@ func Transient(err error) bool {
 		// Class 08: connection exception.
 		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08"
 	}
-	// No answer from a server at all: a broken or refused connection.
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnectError(err)
+	// No answer from a server at all: a broken or refused connection, or
+	// one the driver closed under the call (the server went away).
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, pgconn.ErrConnClosed) || isConnectError(err)
 }
 
 func isConnectError(err error) bool {

@@ -27,6 +27,7 @@ func TestTransient(t *testing.T) {
 		{"bad password", &pgconn.PgError{Code: "28P01"}, false},
 		{"connection reset", fmt.Errorf("query: %w", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}), true},
 		{"connection refused", syscall.ECONNREFUSED, true},
+		{"connection closed under the call", fmt.Errorf("commit: %w", pgconn.ErrConnClosed), true},
 		{"canceled", context.Canceled, false},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false},
 		{"not found", errors.New("claim not found"), false},
