@@ -439,7 +439,11 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  missing: %s\n", id)
 	}
 	if rep.Passed {
-		fmt.Fprintln(w, "\nRESULT: PASS (no request failed during the deploy; no acknowledged claim is missing)")
+		standby := ""
+		if rep.ZoneFailover != nil {
+			standby = "; the in-region standby took over"
+		}
+		fmt.Fprintf(w, "\nRESULT: PASS (no request failed during the deploy%s; no acknowledged claim is missing)\n", standby)
 		return
 	}
 	fmt.Fprintln(w, "\nRESULT: FAIL")
