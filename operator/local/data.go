@@ -637,6 +637,14 @@ func (p *Platform) VerifyWrite(ctx context.Context, regionName string, epoch int
 // that fails — and its redis as a replica, then checks that both really
 // stream. A rejoin that does not stream is an error, never reported healthy.
 func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, error) {
+	return p.reprotect(ctx, regionName, false)
+}
+
+// reprotect is Reprotect; diverged says the region's server took WAL the
+// primary does not have (a replica that was ahead of the synchronous standby
+// an in-region failover promoted), so it is rewound even if it was a
+// replica.
+func (p *Platform) reprotect(ctx context.Context, regionName string, diverged bool) (string, error) {
 	r, err := p.region(regionName)
 	if err != nil {
 		return "", err
@@ -661,7 +669,7 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	upstream := pr.pg.Addr()
 	// A replica being rebuilt never took writes of its own; anything else
 	// (a fenced or failed primary) may have diverged.
-	wasPrimary := r.pgRole != RoleReplica
+	wasPrimary := r.pgRole != RoleReplica || diverged
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -697,7 +705,7 @@ func (p *Platform) Reprotect(ctx context.Context, regionName string) (string, er
 	r.dbEnd.SetTarget(fresh.Addr())
 	standby := ""
 	if sb != nil {
-		fsb, sbMethod, err := p.rejoinNode(ctx, sb, fresh.Addr(), fixed(fresh.Addr()), false)
+		fsb, sbMethod, err := p.rejoinNode(ctx, sb, fresh.Addr(), fixed(fresh.Addr()), diverged)
 		if err != nil {
 			return "", fmt.Errorf("reprotect %s: the database streams again (%s), but its in-region standby %s does not: %w", regionName, method, sb.Name(), err)
 		}

@@ -62,6 +62,9 @@ type zoneChecks struct {
 	pg, pgStandby, rd, rdStd   int
 	pgRetryAt, rdRetryAt       time.Time
 	pgFailoverAt, rdFailoverAt time.Time
+	// notStreamingSince is when a replica region's server was first seen
+	// not streaming while a primary ran and nothing was partitioned.
+	notStreamingSince time.Time
 }
 
 // startZoneWatcher starts the in-region watcher; Down stops it.
@@ -171,6 +174,9 @@ func (p *Platform) checkDatabaseZone(ctx context.Context, r *region, c *zoneChec
 	p.mu.Lock()
 	pg, pgRole, pgSb, pgRebuilding := r.pg, r.pgRole, r.pgStandby, r.pgRebuilding
 	p.mu.Unlock()
+	if deep && pgRole == RoleReplica && pg != nil && !pg.Stopped() && !pgRebuilding {
+		p.checkReplicaFollows(ctx, r, pg, c)
+	}
 	if pg != nil && pgSb != nil && pgRole != RoleFenced {
 		if down, why := failing(pg.Stopped(), deep, func() error { return pgAnswers(ctx, pg) }, &c.pg); down && !pgRebuilding {
 			if time.Now().Before(c.pgFailoverAt) {
@@ -882,4 +888,52 @@ func (p *Platform) restartCacheInPlace(ctx context.Context, r *region, failed *r
 	p.log.Warn("cache server restarted in place", "region", r.name, "server", fresh.Name())
 	_ = p.writeTopology(ctx)
 	return nil
+}
+
+// replicaStuckAfter is how long a replica region's server may not stream,
+// while a primary runs and nothing is partitioned, before it is rebuilt.
+const replicaStuckAfter = 10 * time.Second
+
+// checkReplicaFollows rebuilds a replica region's server that has stopped
+// streaming although a primary runs and no partition is in force: after an
+// in-region failover of the primary, a replica that had received WAL the
+// promoted standby had not yet flushed cannot follow the new timeline. It
+// is rewound onto the primary (its extra WAL was never acknowledged).
+func (p *Platform) checkReplicaFollows(ctx context.Context, r *region, pg *pgproc.Server, c *zoneChecks) {
+	if standbyStreams(ctx, pg) || p.primaryServer() == nil || p.anyPartitioned() {
+		c.notStreamingSince = time.Time{}
+		return
+	}
+	if c.notStreamingSince.IsZero() {
+		c.notStreamingSince = time.Now()
+		return
+	}
+	if time.Since(c.notStreamingSince) < replicaStuckAfter {
+		return
+	}
+	c.notStreamingSince = time.Time{}
+	p.log.Warn("database replica has not streamed for a while although the primary runs; rebuilding it", "region", r.name, "server", pg.Name(), "after", replicaStuckAfter)
+	p.haWG.Add(1)
+	go func() {
+		defer p.haWG.Done()
+		msg, err := p.reprotect(ctx, r.name, true)
+		if err != nil {
+			p.log.Error("rebuild the stuck replica", "region", r.name, "err", err)
+			return
+		}
+		p.log.Warn("stuck replica rebuilt", "region", r.name, "result", msg)
+		_ = p.writeTopology(ctx)
+	}()
+}
+
+func (p *Platform) anyPartitioned() bool {
+	b := p.faults()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, name := range p.order {
+		if b.region(name).cut != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -164,7 +164,9 @@ func TestInRegionFailover(t *testing.T) {
 			}
 			return nil
 		})
-		eventually(t, 30*time.Second, "the replica in local-b streams from the new primary", func() error {
+		// A replica that had WAL the promoted standby lacked is rewound
+		// by the watcher after it has not streamed for 10s.
+		eventually(t, 60*time.Second, "the replica in local-b streams from the new primary", func() error {
 			lag, err := p.ReplicaLag(ctx, "local-b")
 			if err != nil {
 				return err
@@ -425,6 +427,34 @@ func TestZoneFailuresWithNoStandbyToTakeOver(t *testing.T) {
 		t.Logf("in-region failover of local-b during a reprotect of local-a: noticed by the test %s after the kill", took.Round(time.Millisecond))
 		err := <-done
 		t.Logf("the reprotect running meanwhile: %v", err)
+	})
+
+	t.Run("a replica that stops following the primary is rebuilt", func(t *testing.T) {
+		a := region("local-a")
+		if a.Database.Role != topology.RoleReplica {
+			t.Fatalf("local-a database %s; want the replica", a.Database.Role)
+		}
+		// As a replica that diverged would: it streams from nothing.
+		if err := pgQuery(ctx, pgproc.DSN(a.Database.Server, secrets.Postgres, "postgres"), "ALTER SYSTEM SET primary_conninfo = ''"); err != nil {
+			t.Fatal(err)
+		}
+		if err := pgQuery(ctx, pgproc.DSN(a.Database.Server, secrets.Postgres, "postgres"), "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+		b := region("local-b")
+		if err := write(b.Database.Endpoint); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 60*time.Second, "local-a streaming again with every mark", func() error {
+			lag, err := tp.p.ReplicaLag(ctx, "local-a")
+			if err != nil || !lag.Streaming || lag.Bytes != 0 {
+				return fmt.Errorf("lag %+v, %v", lag, err)
+			}
+			return nil
+		})
+		if n, err := marks(region("local-a").Database.Server); err != nil || n != 4 {
+			t.Errorf("marks in local-a after the rebuild: %d, %v; want 4", n, err)
+		}
 	})
 }
 
